@@ -1,0 +1,64 @@
+"""Costs of one configuration, as exact integers per layer and in total."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.cost import METRICS, Costs, Precision, as_int, build_for, check_shapes, exact, \
+    resolve_values, substitution
+from explorer.errors import SpecError
+from explorer.graph import Model
+from explorer.spec import Spec
+
+
+@dataclass
+class LayerRow:
+    name: str
+    op: str
+    category: str
+    output_shape: list[int]
+    count: int
+    metrics: dict[str, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    spec: Spec
+    model: Model
+    costs: Costs
+    values: dict[str, Any]
+    totals: dict[str, Any]
+    layers: list[LayerRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.name,
+            "variables": self.values,
+            "totals": self.totals,
+            "layers": [{"name": r.name, "op": r.op, "category": r.category, "output_shape": r.output_shape,
+                        "count": r.count, **r.metrics, **r.extra} for r in self.layers],
+        }
+
+
+def analyze(spec: Spec, overrides: Mapping[str, Any] | None = None,
+            precision: Precision | None = None) -> Analysis:
+    """Exact per-layer and total costs at the defaults with ``overrides`` applied."""
+    values = resolve_values(spec, overrides)
+    model = build_for(spec, values)
+    costs = Costs(model, precision)
+    subs = substitution(model, values)
+    check_shapes(model, subs)
+    rows = []
+    for layer, metrics in costs.layers:
+        try:
+            numbers = {m: as_int(exact(metrics[m], subs), m) for m in METRICS}
+        except SpecError as exc:
+            exc.layer = layer.path
+            raise exc.located(spec.path, layer.line) from None
+        shape = [int(exact(d, subs)) for d in layer.shape]
+        rows.append(LayerRow(layer.path, layer.op, layer.category, shape, int(exact(layer.count, subs)), numbers))
+    totals = {m: sum(r.metrics[m] for r in rows) for m in METRICS}
+    return Analysis(spec, model, costs, values, totals, rows)

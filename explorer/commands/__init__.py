@@ -1,0 +1,7 @@
+"""One module per command group; each exposes ``register(subparsers)``."""
+
+from __future__ import annotations
+
+from explorer.commands import analyze
+
+REGISTER = [analyze.register]

@@ -1,0 +1,162 @@
+"""``explorer analyze``, ``formula``, ``validate`` and ``specs``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from explorer import report
+from explorer.report import Column
+
+COST_COLUMNS = [
+    Column("params", "params", report.human),
+    Column("macs", "MACs", report.human),
+    Column("flops", "FLOPs", report.human),
+    Column("bytes_read", "read", lambda v: report.human(v, "B")),
+    Column("bytes_written", "written", lambda v: report.human(v, "B")),
+]
+LAYER_COLUMNS = [Column("name", "layer", align="<"), Column("op", "op", align="<"),
+                 Column("output_shape", "output", align="<")]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("analyze", help="exact params, MACs, FLOPs and memory traffic of a spec")
+    p.add_argument("spec", help="spec file, or the name of a bundled spec (see 'explorer specs')")
+    add_set(p)
+    p.add_argument("--per-layer", action="store_true", help="one row per layer")
+    p.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
+    p.add_argument("--exact", action="store_true", help="exact integers instead of K/M/G")
+    add_hardware_args(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("formula", help="closed-form cost of a spec in its variables")
+    p.add_argument("spec")
+    p.add_argument("--metric", default="macs",
+                   choices=("params", "macs", "flops", "bytes_read", "bytes_written", "all"))
+    p.add_argument("--latex", action="store_true")
+    add_set(p, "fix variables to numbers before deriving")
+    p.set_defaults(func=cmd_formula)
+
+    p = sub.add_parser("validate", help="check a spec: syntax, references, shapes at the defaults")
+    p.add_argument("spec", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("specs", help="list the bundled specs")
+    p.set_defaults(func=cmd_specs)
+
+
+def add_set(p: argparse.ArgumentParser, help: str = "set a variable (repeatable)") -> None:
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=help)
+
+
+def add_hardware_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hardware", metavar="NAME|PATH", help="predict time on this device (see 'explorer hardware')")
+    p.add_argument("--dtype", help="precision for compute and activations: fp32, fp16, bf16, int8, ...")
+    p.add_argument("--weight-dtype", help="precision of weights, if different (e.g. int8)")
+    p.add_argument("--memory-budget", metavar="SIZE", help="e.g. 4GB: report whether the model fits")
+    p.add_argument("--sort", choices=("order", "time"), default="order", help="layer order in the table")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from explorer.analysis import analyze
+    from explorer.cost import Precision, parse_assignments
+    from explorer.spec import load_spec
+
+    spec = load_spec(args.spec)
+    overrides = parse_assignments(args.set)
+    if args.hardware:
+        from explorer.commands.hardware import analyze_on_hardware
+
+        return analyze_on_hardware(args, spec, overrides)
+    if args.dtype or args.weight_dtype or args.memory_budget or args.sort != "order":
+        from explorer.errors import ExplorerError
+
+        raise ExplorerError("--dtype, --weight-dtype, --memory-budget and --sort time need --hardware")
+    result = analyze(spec, overrides, Precision(spec.dtype))
+    emit(args, result.to_dict(), COST_COLUMNS)
+    return 0
+
+
+def emit(args: argparse.Namespace, data: dict[str, Any], columns: list[Column]) -> None:
+    """Print an analysis in the requested format."""
+    rows = data["layers"]
+    keys = ["name", "op", "output_shape", "count", *[c.key for c in columns]]
+    if args.format == "json":
+        print(report.to_json(data))
+        return
+    if args.format == "csv":
+        total = {"name": "TOTAL", **data["totals"]}
+        print(report.to_csv([*rows, total], keys), end="")
+        return
+    render = report.markdown if args.format == "markdown" else report.table
+    print(f"{data['spec']}  " + "  ".join(f"{k}={v}" for k, v in data["variables"].items()))
+    extra = data.get("header")
+    if extra:
+        print(extra)
+    print()
+    if args.per_layer:
+        print(render(rows, LAYER_COLUMNS + columns, args.exact))
+        print()
+    print(totals_table(data["totals"], args.exact, render))
+
+
+def totals_table(totals: dict[str, Any], exact: bool, render: Any) -> str:
+    fmt = {"latency_s": report.seconds, "throughput_per_s": lambda v: f"{v:,.1f} /s",
+           "utilization": lambda v: f"{100 * v:.1f} %", "arithmetic_intensity": lambda v: f"{v:.2f} FLOP/B",
+           "fits": str, "weight_bytes": lambda v: report.human(v, "B"),
+           "peak_memory_bytes": lambda v: report.human(v, "B"), "ridge_point": lambda v: f"{v:.2f} FLOP/B",
+           "peak_at": str}
+    units = {c.key: c.human for c in COST_COLUMNS}
+    rows = []
+    for key, value in totals.items():
+        if exact and isinstance(value, int) and not isinstance(value, bool):
+            shown = f"{value:,}"
+        else:
+            formatter = fmt.get(key) or units.get(key) or str
+            shown = formatter(value)
+        rows.append({"metric": key, "total": shown})
+    return render(rows, [Column("metric", "total", align="<"), Column("total", "")])
+
+
+def cmd_formula(args: argparse.Namespace) -> int:
+    import sympy
+
+    from explorer.cost import METRICS, Costs, parse_assignments, resolve_values
+    from explorer.graph import build
+    from explorer.spec import load_spec
+
+    spec = load_spec(args.spec)
+    fixed = parse_assignments(args.set)
+    resolve_values(spec, fixed)  # checks names and domains
+    costs = Costs(build(spec, fixed))
+    metrics = METRICS if args.metric == "all" else (args.metric,)
+    for m in metrics:
+        f = costs.formula(m)
+        text = sympy.latex(f) if args.latex else sympy.sstr(f)
+        print(f"{m} = {text}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from explorer.analysis import analyze
+    from explorer.spec import load_spec
+
+    for path in args.spec:
+        spec = load_spec(path)
+        result = analyze(spec)
+        print(f"{spec.path}: ok ({len(result.layers)} layers, {len(spec.variables)} variables, "
+              f"{result.totals['params']:,} params at the defaults)")
+    return 0
+
+
+def cmd_specs(args: argparse.Namespace) -> int:
+    from explorer.spec import SPECS_DIR, load_spec
+
+    rows = []
+    for path in sorted(SPECS_DIR.glob("*.yaml")):
+        spec = load_spec(path)
+        rows.append({"name": path.stem, "variables": ", ".join(spec.variables),
+                     "description": spec.description.strip().splitlines()[0] if spec.description else ""})
+    print(report.table(rows, [Column("name", "spec", align="<"), Column("variables", "variables", align="<"),
+                              Column("description", "description", align="<")]))
+    return 0

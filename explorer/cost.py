@@ -1,0 +1,222 @@
+"""Step 3: the graph -> symbolic costs per layer and in total; exact and compiled evaluation.
+
+Metrics (docs/metrics.md): ``params``, ``macs``, ``flops``, ``bytes_read`` (activation inputs and
+weights), ``bytes_written`` (outputs). Each layer's metrics are multiplied by its multiplicity.
+Totals are the sums of the layer rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import sympy
+
+from explorer import expr as ex
+from explorer.errors import SpecError, did_you_mean
+from explorer.graph import Layer, Model, build, is_integer_dtype
+from explorer.ops.base import fmt_shape, numel
+from explorer.spec import DTYPE_BYTES, Spec
+
+METRICS = ("params", "macs", "flops", "bytes_read", "bytes_written")
+ZERO = sympy.Integer(0)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per element of float activations and of weights (int tensors keep their own size)."""
+
+    activations: str = "fp32"
+    weights: str | None = None  # None: same as activations
+
+    @property
+    def act_bytes(self) -> int:
+        return DTYPE_BYTES[self.activations]
+
+    @property
+    def weight_bytes(self) -> int:
+        return DTYPE_BYTES[self.weights or self.activations]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Elements moved by one layer (before multiplicity), split by what sets their size."""
+
+    act_read: Any  # float activation elements read
+    int_read_bytes: Any  # bytes of integer inputs (token ids) read
+    weight_read: Any  # weight elements read
+    act_write: Any  # elements written
+
+
+def traffic(model: Model, layer: Layer) -> Traffic:
+    """Memory access of one layer: inputs + weights read, outputs written (views move nothing)."""
+    if not layer.cost.moves_data:
+        return Traffic(ZERO, ZERO, ZERO, ZERO)
+    act, int_bytes = ZERO, ZERO
+    for ref, dtype in zip(layer.inputs, layer.in_dtypes):
+        n = numel(model.shape(ref))
+        if is_integer_dtype(dtype):
+            int_bytes += n * DTYPE_BYTES[dtype]
+        else:
+            act += n
+    weights = layer.cost.weight_read
+    if weights is None:
+        weights = layer.cost.params + layer.cost.buffers
+    written = sum((numel(s) for s in layer.out_shapes), ZERO)
+    return Traffic(act, int_bytes, weights, written)
+
+
+def layer_metrics(model: Model, layer: Layer, precision: Precision) -> dict[str, Any]:
+    """The five metrics of one layer as sympy expressions, multiplicity applied."""
+    t = traffic(model, layer)
+    c = layer.count
+    return {
+        "params": c * layer.cost.params,
+        "macs": c * layer.cost.macs,
+        "flops": c * layer.cost.flops,
+        "bytes_read": c * (t.act_read * precision.act_bytes + t.weight_read * precision.weight_bytes
+                           + t.int_read_bytes),
+        "bytes_written": c * t.act_write * precision.act_bytes,
+    }
+
+
+class Costs:
+    """Symbolic costs of a model: per layer and total, with exact and vectorized evaluation."""
+
+    def __init__(self, model: Model, precision: Precision | None = None) -> None:
+        self.model = model
+        self.precision = precision or Precision(model.spec.dtype)
+        self.layers: list[tuple[Layer, dict[str, Any]]] = [
+            (layer, layer_metrics(model, layer, self.precision)) for layer in model.layers
+        ]
+
+    @cached_property
+    def totals(self) -> dict[str, Any]:
+        return {m: sympy.Add(*(row[m] for _, row in self.layers)) for m in METRICS}
+
+    @property
+    def symbols(self) -> dict[str, sympy.Symbol]:
+        return self.model.symbols
+
+    def formula(self, metric: str) -> Any:
+        """The closed form of a total, simplified cheaply (expand + collect)."""
+        return simplify_cost(self.totals[metric])
+
+    def compile(self, exprs: Mapping[str, Any] | None = None) -> Compiled:
+        return Compiled(self.symbols, dict(exprs if exprs is not None else self.totals))
+
+
+def simplify_cost(e: Any) -> Any:
+    """Cheap, predictable simplification: expand the polynomial parts and gather like terms."""
+    return sympy.expand(e)
+
+
+class Compiled:
+    """Expressions compiled once (lambdify with cse) for vectorized numpy evaluation."""
+
+    def __init__(self, symbols: Mapping[str, sympy.Symbol], exprs: Mapping[str, Any]) -> None:
+        self.names = list(exprs)
+        self.args = list(symbols)
+        self._fn: Callable[..., Any] = sympy.lambdify(
+            [symbols[a] for a in self.args],
+            [exprs[n] for n in self.names],
+            modules=[{"make_divisible": ex.make_divisible_numpy}, "numpy"],
+            cse=True,
+            docstring_limit=0,
+        )
+
+    def __call__(self, **values: Any) -> dict[str, np.ndarray]:
+        missing = [a for a in self.args if a not in values]
+        if missing:
+            raise SpecError(f"no value for variable(s) {', '.join(missing)}")
+        arrays = [np.asarray(values[a], dtype=np.float64) for a in self.args]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
+        out = self._fn(*arrays)
+        return {n: np.broadcast_to(np.asarray(o, dtype=np.float64), shape) for n, o in zip(self.names, out)}
+
+
+# -- values ------------------------------------------------------------------------------------
+
+def resolve_values(spec: Spec, overrides: Mapping[str, Any] | None = None,
+                   *, check_domain: bool = True) -> dict[str, Any]:
+    """Defaults with overrides applied; unknown names and out-of-domain values are errors."""
+    values: dict[str, Any] = {k: v.default for k, v in spec.variables.items()}
+    for name, value in (overrides or {}).items():
+        if name not in spec.variables:
+            raise SpecError(f"unknown variable '{name}'{did_you_mean(name, spec.variables)}; "
+                            f"variables: {', '.join(spec.variables) or 'none'}", path=spec.path)
+        if check_domain:
+            problem = spec.variables[name].check(value)
+            if problem:
+                raise SpecError(f"variable '{name}': {problem}", path=spec.path,
+                                line=spec.line("variables", name))
+        values[name] = value
+    return values
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``["width=0.5", "resolution=160"]`` -> numbers (ints where they are integers)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise SpecError(f"--set takes NAME=VALUE, got {item!r}")
+        try:
+            value: Any = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise SpecError(f"--set {name}: {text!r} is not a number") from None
+        out[name.strip()] = value
+    return out
+
+
+def substitution(model: Model, values: Mapping[str, Any]) -> dict[sympy.Symbol, Any]:
+    return {s: ex.number(values[n]) for n, s in model.symbols.items() if n in values}
+
+
+def exact(e: Any, subs: Mapping[sympy.Symbol, Any]) -> Any:
+    """Evaluate exactly (rational arithmetic)."""
+    return sympy.sympify(e).xreplace(subs)
+
+
+def as_int(value: Any, what: str) -> int:
+    if not value.is_Integer:
+        raise SpecError(f"{what} is {value}, not an integer")
+    return int(value)
+
+
+def check_shapes(model: Model, subs: Mapping[sympy.Symbol, Any]) -> None:
+    """Every dim of every tensor must be a positive integer at these values."""
+    for layer in [*model.inputs.values(), *model.layers]:
+        for shape in layer.out_shapes:
+            dims = [exact(d, subs) for d in shape]
+            bad = [d for d in dims if not (d.is_Integer and d > 0)]
+            if bad:
+                shown = fmt_shape(tuple(dims))
+                kind = "non-integer" if not bad[0].is_Integer else "non-positive"
+                raise SpecError(f"output shape {shown} has a {kind} dim {bad[0]} at {_fmt_values(model, subs)}",
+                                path=model.spec.path, line=layer.line, layer=layer.path)
+        count = exact(layer.count, subs)
+        if not (count.is_Integer and count >= 0):
+            raise SpecError(f"multiplicity {layer.count} is {count} at {_fmt_values(model, subs)}",
+                            path=model.spec.path, line=layer.line, layer=layer.path)
+
+
+def _fmt_values(model: Model, subs: Mapping[sympy.Symbol, Any]) -> str:
+    used = {str(s) for layer in model.layers for shape in layer.out_shapes for d in shape
+            for s in getattr(d, "free_symbols", ())}
+    shown = [f"{s}={v}" for s, v in subs.items() if str(s) in used] or [f"{s}={v}" for s, v in subs.items()]
+    return ", ".join(shown) or "the defaults"
+
+
+def build_for(spec: Spec, values: Mapping[str, Any]) -> Model:
+    """Build, then rebuild with repeat-count variables bound so the graph is fully unrolled."""
+    model = build(spec)
+    if model.structural:
+        model = build(spec, {k: values[k] for k in model.structural})
+    return model

@@ -1,0 +1,439 @@
+"""Step 2: a validated spec -> a layer graph with symbolic shapes and per-layer costs.
+
+Blocks are instantiated with their arguments (inner names scoped by the instance path,
+``layer3.1.conv2``), ``repeat:`` unrolls, ``when:`` includes a layer under a condition, and every
+op's handler infers its output shape and cost. The result is a networkx DiGraph whose nodes are
+layer paths, plus the layers in execution (definition) order.
+
+Repeat counts that are variables keep costs closed-form: the first instance is built, then one
+representative of the later instances with multiplicity ``n - 1`` (the later instances must be
+identical: same arguments, same input and output shape). ``when:`` conditions that depend on
+variables become a 0/1 multiplicity on a shape-preserving layer. With every such variable bound
+to a number, the graph is fully unrolled instead (see :func:`build`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import sympy
+
+from explorer import expr as ex
+from explorer.errors import ExplorerError, SpecError, did_you_mean
+from explorer.ops import ALIASES, REGISTRY, REQUIRED, Cost, OpCall, OpDef
+from explorer.ops.base import Shape, fmt_shape
+from explorer.spec import INTEGER_DTYPES, Spec
+
+MAX_REPEAT = 10_000
+MAX_NODES = 200_000
+ONE = sympy.Integer(1)
+_LAYER_KEYS = {"name", "op", "block", "inputs", "when", "repeat", "index", "args"}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One output tensor of a node."""
+
+    node: str
+    index: int = 0
+
+
+@dataclass
+class Layer:
+    """A node of the graph: one op instance with its shapes and cost."""
+
+    path: str
+    op: str
+    category: str
+    inputs: list[Ref]
+    in_shapes: list[Shape]
+    out_shapes: list[Shape]
+    in_dtypes: list[str]
+    out_dtype: str
+    attrs: dict[str, Any]
+    cost: Cost
+    count: Any = ONE  # multiplicity: 1, n - 1 for a repeat representative, 0/1 for a symbolic `when`
+    line: int | None = None
+
+    @property
+    def shape(self) -> Shape:
+        return self.out_shapes[0]
+
+
+@dataclass
+class Model:
+    """The built graph."""
+
+    spec: Spec
+    symbols: dict[str, sympy.Symbol]
+    graph: nx.DiGraph
+    layers: list[Layer]  # ops in execution order (inputs excluded)
+    inputs: dict[str, Layer]
+    outputs: list[Ref]
+    bound: dict[str, Any]
+    structural: set[str] = field(default_factory=set)  # variables in repeat counts
+
+    def node(self, path: str) -> Layer:
+        return self.graph.nodes[path]["layer"]
+
+    def shape(self, ref: Ref) -> Shape:
+        return self.node(ref.node).out_shapes[ref.index]
+
+
+@dataclass
+class _Scope:
+    prefix: str
+    names: dict[str, Any]  # expression names: variables, block params, loop index
+    tensors: dict[str, list[Ref]]  # visible tensor names -> outputs
+    key: tuple[Any, ...]  # YAML key of this layer list, for line numbers
+    count: Any = ONE
+    last: list[Ref] | None = None
+    later: set[str] = field(default_factory=set)  # names defined further down (cycle detection)
+    depth: int = 0
+
+
+def build(spec: Spec, bind: Mapping[str, Any] | None = None) -> Model:
+    """Build the graph. ``bind`` fixes variables to numbers before building (full unrolling)."""
+    return _Builder(spec, dict(bind or {})).run()
+
+
+class _Builder:
+    def __init__(self, spec: Spec, bind: dict[str, Any]) -> None:
+        self.spec = spec
+        self.symbols = spec.symbols()
+        self.bind = {k: ex.number(v) for k, v in bind.items()}
+        self.defaults = {self.symbols[k]: ex.number(v.default) for k, v in spec.variables.items()}
+        self.defaults.update({self.symbols[k]: v for k, v in self.bind.items()})
+        self.graph = nx.DiGraph()
+        self.layers: list[Layer] = []
+        self.structural: set[str] = set()
+
+    # -- driver ---------------------------------------------------------------------------------
+    def run(self) -> Model:
+        names: dict[str, Any] = {**self.symbols, **self.bind}
+        scope = _Scope("", names, {}, ("layers",))
+        inputs = {}
+        for name, idef in self.spec.inputs.items():
+            shape = tuple(self._expr(d, scope, ("inputs", name)) for d in idef.shape)
+            layer = Layer(name, "input", "data", [], [], [shape], [], idef.dtype, {}, Cost(moves_data=False),
+                          line=self.spec.line("inputs", name))
+            self.graph.add_node(name, layer=layer)
+            inputs[name] = layer
+            scope.tensors[name] = [Ref(name)]
+        scope.last = [Ref(next(iter(self.spec.inputs)))]
+        self._expand_list(self.spec.layers, scope)
+        outputs = self._outputs(scope)
+        if not nx.is_directed_acyclic_graph(self.graph):  # cannot happen by construction; kept as a guard
+            raise SpecError("the layer graph has a cycle", path=self.spec.path)
+        return Model(self.spec, self.symbols, self.graph, self.layers, inputs, outputs,
+                     dict(self.bind), self.structural)
+
+    def _outputs(self, scope: _Scope) -> list[Ref]:
+        if not self.spec.outputs:
+            assert scope.last is not None
+            return scope.last[:1]
+        return [self._ref(name, scope, ("outputs",), "outputs") for name in self.spec.outputs]
+
+    def _fail(self, exc: ExplorerError, key: tuple[Any, ...], layer: str | None) -> ExplorerError:
+        exc.layer = exc.layer or layer
+        return exc.located(self.spec.path, self.spec.line(*key))
+
+    # -- layer lists -----------------------------------------------------------------------------
+    def _expand_list(self, defs: list[Any], scope: _Scope) -> None:
+        names = [d.get("name") if isinstance(d, dict) else None for d in defs]
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if name is not None and name in seen:
+                raise SpecError(f"duplicate layer name '{name}' (first at item {seen[name] + 1})",
+                                path=self.spec.path, line=self.spec.line(*scope.key, i, "name"),
+                                layer=scope.prefix + str(name))
+            if name is not None:
+                seen[str(name)] = i
+        for i, d in enumerate(defs):
+            scope.later = {str(n) for n in names[i:] if n is not None}
+            key = (*scope.key, i)
+            if not isinstance(d, dict):
+                raise SpecError(f"a layer is a mapping with at least 'op' or 'block', got {d!r}",
+                                path=self.spec.path, line=self.spec.line(*key))
+            default = f"{d.get('op') or d.get('block') or 'layer'}{i}"
+            name = str(d.get("name", default))
+            try:
+                self._expand_one(d, name, scope, key)
+            except ExplorerError as exc:
+                raise self._fail(exc, key, scope.prefix + name) from None
+        scope.later = set()
+
+    def _expand_one(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...]) -> None:
+        if len(self.graph) > MAX_NODES:
+            raise SpecError(f"the graph has more than {MAX_NODES} layers")
+        if ("op" in d) == ("block" in d):
+            raise SpecError("a layer needs exactly one of 'op' and 'block'")
+        if not isinstance(name, str) or not name or any(c in name for c in ":. "):
+            raise SpecError(f"layer names may not contain ':', '.' or spaces, got {name!r}")
+        sources = self._sources(d, scope, key)
+        if "repeat" in d:
+            outs = self._repeat(d, name, scope, key, sources)
+        else:
+            outs = self._instance(d, scope.prefix + name, scope, key, sources, scope.names, scope.count)
+        scope.tensors[name] = outs
+        scope.last = outs
+
+    def _sources(self, d: dict[str, Any], scope: _Scope, key: tuple[Any, ...]) -> list[Ref]:
+        raw = d.get("inputs")
+        if raw is None:
+            if scope.last is None:
+                raise SpecError("the first layer of a block needs 'inputs'")
+            return scope.last[:1]
+        items = raw if isinstance(raw, list) else [raw]
+        return [self._ref(str(r), scope, (*key, "inputs"), d.get("name")) for r in items]
+
+    def _ref(self, text: str, scope: _Scope, key: tuple[Any, ...], own: Any) -> Ref:
+        name, _, idx = text.partition(":")
+        if name not in scope.tensors:
+            if name == own or name in scope.later:
+                msg = f"input '{name}' is defined at or after this layer: that would make a cycle"
+            else:
+                msg = f"unknown input '{name}'{did_you_mean(name, scope.tensors)}"
+            raise SpecError(msg, path=self.spec.path, line=self.spec.line(*key))
+        outs = scope.tensors[name]
+        k = int(idx) if idx.isdigit() else 0
+        if idx and not idx.isdigit() or k >= len(outs):
+            raise SpecError(f"'{text}': '{name}' has {len(outs)} output(s), numbered from 0",
+                            path=self.spec.path, line=self.spec.line(*key))
+        return outs[k]
+
+    # -- repeat and when -------------------------------------------------------------------------
+    def _repeat(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...],
+                sources: list[Ref]) -> list[Ref]:
+        n = self._expr(d["repeat"], scope, (*key, "repeat"))
+        index = str(d.get("index", "i"))
+        if n.is_number:
+            if not (n.is_Integer and 0 <= n <= MAX_REPEAT):
+                raise SpecError(f"repeat must be an integer from 0 to {MAX_REPEAT}, got {n}")
+            outs = sources
+            for k in range(int(n)):
+                names = {**scope.names, index: sympy.Integer(k)}
+                outs = self._instance(d, f"{scope.prefix}{name}.{k}", scope, key, outs, names, scope.count)
+            return outs
+        self.structural |= {str(s) for s in n.free_symbols}
+        if self._evaluate(n) < 1:
+            raise SpecError(f"a variable repeat count must be at least 1, got {n} = {self._evaluate(n)} at the defaults")
+        first = self._instance(d, f"{scope.prefix}{name}.0", scope, key, sources,
+                               {**scope.names, index: sympy.Integer(0)}, scope.count)
+        later = [self._resolved(d, scope, {**scope.names, index: sympy.Integer(k)}, key) for k in (1, 2)]
+        if later[0] != later[1]:
+            raise SpecError(f"repeat count {n} is a variable, but the index '{index}' changes instances after "
+                            "the second; fix it with --set or make later instances identical")
+        rep_path = f"{scope.prefix}{name}.1"
+        outs = self._instance(d, rep_path, scope, key, first, {**scope.names, index: ONE}, scope.count * (n - 1))
+        self._require_same_shape(first, outs, f"repeated instances of {n} must keep their input shape")
+        return outs
+
+    def _resolved(self, d: dict[str, Any], scope: _Scope, names: dict[str, Any], key: tuple[Any, ...]) -> Any:
+        """Everything the loop index can change in one instance: its attributes or arguments."""
+        items = dict(d.get("args") or {}) if "block" in d else {k: v for k, v in d.items() if k not in _LAYER_KEYS}
+        if "when" in d:
+            items["when"] = d["when"]
+        return {k: self._soft(v, names) for k, v in items.items()}
+
+    def _soft(self, value: Any, names: dict[str, Any]) -> Any:
+        if isinstance(value, list):
+            return tuple(self._soft(v, names) for v in value)
+        try:
+            return ex.parse(value, ex.Scope(names))
+        except ExplorerError:
+            return repr(value)
+
+    def _require_same_shape(self, a: list[Ref], b: list[Ref], what: str) -> None:
+        sa, sb = self._shape(a[0]), self._shape(b[0])
+        if len(sa) != len(sb) or any(self._check(x, y) is False for x, y in zip(sa, sb)):
+            raise SpecError(f"{what}: {fmt_shape(sa)} vs {fmt_shape(sb)}")
+
+    def _instance(self, d: dict[str, Any], path: str, scope: _Scope, key: tuple[Any, ...],
+                  sources: list[Ref], names: dict[str, Any], count: Any) -> list[Ref]:
+        local = _Scope(scope.prefix, names, scope.tensors, scope.key, count, scope.last, scope.later, scope.depth)
+        conditional = False
+        if "when" in d:
+            cond = _as_condition(self._expr(d["when"], local, (*key, "when")))
+            if cond is sympy.false:
+                return sources[:1]  # an excluded layer passes its (first) input through
+            if cond is not sympy.true:
+                conditional = True
+                count = count * sympy.Piecewise((ONE, cond), (sympy.Integer(0), True))
+        if "block" in d:
+            outs = self._block(d, path, local, key, sources, count)
+        else:
+            outs = self._op(d, path, local, key, sources, count)
+        if conditional:
+            self._require_same_shape(sources, outs, "a layer whose 'when' depends on variables must keep its "
+                                     "input shape (it is skipped when the condition is false)")
+        return outs
+
+    # -- blocks and ops ---------------------------------------------------------------------------
+    def _block(self, d: dict[str, Any], path: str, scope: _Scope, key: tuple[Any, ...],
+               sources: list[Ref], count: Any) -> list[Ref]:
+        bname = d["block"]
+        if bname not in self.spec.blocks:
+            raise SpecError(f"unknown block '{bname}'{did_you_mean(str(bname), self.spec.blocks)}")
+        if scope.depth > 32:
+            raise SpecError("blocks nest more than 32 deep (a block that uses itself?)")
+        block = self.spec.blocks[bname]
+        extra = set(d) - _LAYER_KEYS
+        if extra:
+            word = sorted(extra)[0]
+            raise SpecError(f"unknown key '{word}' on a block layer; block arguments go under 'args'"
+                            f"{did_you_mean(word, _LAYER_KEYS)}")
+        args = d.get("args") or {}
+        if not isinstance(args, dict):
+            raise SpecError(f"'args' must be a mapping of block parameters, got {args!r}")
+        params = dict(self.symbols)
+        params.update(self.bind)
+        for pname in args:
+            if pname not in block.params:
+                raise SpecError(f"block '{bname}' has no parameter '{pname}'{did_you_mean(str(pname), block.params)}")
+        for pname, default in block.params.items():
+            if pname in args:
+                params[pname] = self._expr(args[pname], scope, (*key, "args", pname))
+            elif default is None:
+                raise SpecError(f"block '{bname}' needs the argument '{pname}'")
+            else:
+                params[pname] = self._expr(default, scope, ("blocks", bname, "params", pname))
+        if len(sources) != len(block.inputs):
+            raise SpecError(f"block '{bname}' takes {len(block.inputs)} input(s) {block.inputs}, got {len(sources)}")
+        inner = _Scope(path + ".", params, dict(zip(block.inputs, ([s] for s in sources))),
+                       ("blocks", bname, "layers"), count, [sources[0]], depth=scope.depth + 1)
+        self._expand_list(block.layers, inner)
+        if block.output is None:
+            assert inner.last is not None
+            return inner.last
+        names = block.output if isinstance(block.output, list) else [block.output]
+        return [self._ref(n, inner, ("blocks", bname, "output"), None) for n in names]
+
+    def _op(self, d: dict[str, Any], path: str, scope: _Scope, key: tuple[Any, ...],
+            sources: list[Ref], count: Any) -> list[Ref]:
+        name = str(d["op"])
+        opdef = REGISTRY.get(ALIASES.get(name, name))
+        if opdef is None:
+            raise SpecError(f"unknown op '{name}'{did_you_mean(name, list(REGISTRY) + list(ALIASES))}")
+        lo, hi = opdef.inputs
+        if lo == 0:
+            sources = [] if d.get("inputs") is None else sources
+        if not lo <= len(sources) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise SpecError(f"op '{opdef.name}' takes {want} input(s), got {len(sources)}")
+        attrs = self._attrs(opdef, d, scope, key)
+        shapes = [self._shape(r) for r in sources]
+        dtypes = [self.node(r.node).out_dtype for r in sources]
+        call = OpCall(opdef.name, shapes, attrs, self._check)
+        try:
+            result = opdef.fn(call)
+        except ExplorerError:
+            raise
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            raise SpecError(f"{opdef.name}: cannot apply to input shapes "
+                            f"{', '.join(fmt_shape(s) for s in shapes)}: {exc}") from None
+        out_dtype = self.spec.dtype
+        if not result.cost.moves_data and dtypes and opdef.category == "shape":
+            out_dtype = dtypes[0]
+        layer = Layer(path, opdef.name, opdef.category, sources, shapes, result.outputs, dtypes, out_dtype,
+                      attrs, result.cost, count, self.spec.line(*key))
+        self._add(layer)
+        return [Ref(path, k) for k in range(len(result.outputs))]
+
+    def _add(self, layer: Layer) -> None:
+        if layer.path in self.graph:
+            raise SpecError(f"two layers are both named '{layer.path}'")
+        self.graph.add_node(layer.path, layer=layer)
+        for r in layer.inputs:
+            self.graph.add_edge(r.node, layer.path)
+        self.layers.append(layer)
+
+    def _attrs(self, opdef: OpDef, d: dict[str, Any], scope: _Scope, key: tuple[Any, ...]) -> dict[str, Any]:
+        for k in d:
+            if k not in _LAYER_KEYS and k not in opdef.attrs:
+                known = list(opdef.attrs) + list(_LAYER_KEYS)
+                listing = ", ".join(opdef.attrs) or "none"
+                raise SpecError(f"op '{opdef.name}' has no attribute '{k}'{did_you_mean(str(k), known)}; "
+                                f"its attributes: {listing}", path=self.spec.path, line=self.spec.line(*key, k))
+        out = {}
+        for k, a in opdef.attrs.items():
+            if k not in d:
+                if a.default is REQUIRED:
+                    raise SpecError(f"op '{opdef.name}' needs the attribute '{k}'" + (f" ({a.doc})" if a.doc else ""))
+                out[k] = a.default if not isinstance(a.default, (int, float)) or isinstance(a.default, bool) \
+                    else ex.number(a.default)
+                if a.kind == "bool":
+                    out[k] = bool(a.default)
+                continue
+            try:
+                out[k] = self._attr(a, d[k], scope, (*key, k))
+            except ExplorerError as exc:
+                exc.message = f"attribute '{k}': {exc.message}"
+                raise exc.located(self.spec.path, self.spec.line(*key, k))
+        return out
+
+    def _attr(self, a: Any, value: Any, scope: _Scope, key: tuple[Any, ...]) -> Any:
+        if value is None:
+            return None
+        if a.kind == "bool":
+            cond = _as_condition(self._expr(value, scope, key))
+            if cond not in (sympy.true, sympy.false):
+                raise SpecError(f"must be true or false, got {value!r}")
+            return cond is sympy.true
+        if a.kind == "str" or (a.choices and value in a.choices):
+            if a.choices and value not in a.choices:
+                raise SpecError(f"must be one of {list(a.choices)}, got {value!r}{did_you_mean(str(value), a.choices)}")
+            return value
+        if a.kind == "ref":
+            return self._ref(str(value), scope, key, None).node
+        if a.kind in ("exprs", "shape"):
+            if isinstance(value, list):
+                if len(value) > 16:
+                    raise SpecError(f"at most 16 values, got {len(value)}")
+                return tuple(self._expr(v, scope, key) for v in value)
+            if a.kind == "shape":
+                raise SpecError(f"expected a list, got {value!r}")
+        return self._expr(value, scope, key)
+
+    # -- expressions and shapes -------------------------------------------------------------------
+    def _expr(self, value: Any, scope: _Scope, key: tuple[Any, ...]) -> Any:
+        try:
+            return ex.parse(value, ex.Scope(scope.names, lambda n: self._shape(self._ref(n, scope, key, None))))
+        except ExplorerError as exc:
+            raise exc.located(self.spec.path, self.spec.line(*key))
+
+    def node(self, path: str) -> Layer:
+        return self.graph.nodes[path]["layer"]
+
+    def _shape(self, ref: Ref) -> Shape:
+        return self.node(ref.node).out_shapes[ref.index]
+
+    def _evaluate(self, e: Any) -> Any:
+        return sympy.sympify(e).xreplace(self.defaults)
+
+    def _check(self, a: Any, b: Any) -> bool | None:
+        """Are two dims equal? True if provably, False if they differ at the defaults, else None."""
+        diff = sympy.sympify(a - b)
+        if diff == 0:
+            return True
+        if diff.is_number:
+            return False
+        at_defaults = diff.xreplace(self.defaults)
+        if at_defaults.is_number:
+            return None if at_defaults == 0 else False
+        return None
+
+
+def _as_condition(value: Any) -> Any:
+    if value in (sympy.true, sympy.false) or isinstance(value, (sympy.logic.boolalg.Boolean,)):
+        return value
+    if getattr(value, "is_number", False):
+        return sympy.true if value != 0 else sympy.false
+    return sympy.Ne(value, 0)
+
+
+def is_integer_dtype(dtype: str) -> bool:
+    return dtype in INTEGER_DTYPES

@@ -1,0 +1,78 @@
+"""Convolutions. MACs exclude bias; FLOPs count every multiply and add (docs/ops.md)."""
+
+from __future__ import annotations
+
+import sympy
+
+from explorer.errors import SpecError
+from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, op, pair
+
+_CONV_ATTRS = {
+    "out": Attr(REQUIRED, doc="output channels"),
+    "kernel": Attr(REQUIRED, "exprs", doc="kernel size, k or [kh, kw]"),
+    "stride": Attr(1, "exprs"),
+    "padding": Attr(0, "exprs", choices=("same", "valid"), doc="int, [ph, pw], 'same' or 'valid'"),
+    "dilation": Attr(1, "exprs"),
+    "groups": Attr(1),
+    "bias": Attr(True, "bool"),
+}
+
+
+def conv_out(size: sympy.Expr, k: sympy.Expr, s: sympy.Expr, p: sympy.Expr, d: sympy.Expr) -> sympy.Expr:
+    """torch.nn.Conv2d: floor((H + 2p - d(k-1) - 1)/s) + 1."""
+    return sympy.floor((size + 2 * p - d * (k - 1) - 1) / s) + 1
+
+
+def _check_groups(call: OpCall, cin: sympy.Expr, cout: sympy.Expr, g: sympy.Expr) -> None:
+    for name, c in (("input", cin), ("output", cout)):
+        if call.check(sympy.Mod(c, g), sympy.Integer(0)) is False:
+            raise SpecError(f"groups={g} does not divide the {name} channels {c}")
+
+
+def dense_flops(macs: sympy.Expr, outputs: sympy.Expr, bias: bool) -> sympy.Expr:
+    """A dot product of n terms is n multiplies and n-1 adds; a bias turns the -1 into +0."""
+    return 2 * macs if bias else 2 * macs - outputs
+
+
+@op("conv2d", "conv", _CONV_ATTRS)
+def conv2d(call: OpCall) -> OpResult:
+    """2-D convolution on [N, C, H, W]."""
+    call.require_rank(4)
+    n, cin, h, w = call.x
+    cout, g, bias = call["out"], call["groups"], call["bias"]
+    (kh, kw), (sh, sw), (dh, dw) = pair(call["kernel"]), pair(call["stride"]), pair(call["dilation"])
+    padding = call["padding"]
+    if padding == "same":
+        if (sh, sw) != (1, 1):
+            raise SpecError("padding 'same' needs stride 1 (as in torch)")
+        ho, wo = h, w
+    else:
+        ph, pw = (0, 0) if padding == "valid" else pair(padding)
+        ho, wo = conv_out(h, kh, sh, ph, dh), conv_out(w, kw, sw, pw, dw)
+    _check_groups(call, cin, cout, g)
+    per_output = cin / g * kh * kw
+    outputs = n * cout * ho * wo
+    macs = outputs * per_output
+    params = cout * per_output + (cout if bias else 0)
+    return OpResult([(n, cout, ho, wo)], Cost(params=params, macs=macs, flops=dense_flops(macs, outputs, bias)))
+
+
+@op("conv_transpose2d", "conv", {**_CONV_ATTRS, "output_padding": Attr(0, "exprs"),
+                                 "padding": Attr(0, "exprs")})
+def conv_transpose2d(call: OpCall) -> OpResult:
+    """Transposed 2-D convolution: each input element scatters into Co/g x kh x kw outputs."""
+    call.require_rank(4)
+    n, cin, h, w = call.x
+    cout, g, bias = call["out"], call["groups"], call["bias"]
+    (kh, kw), (sh, sw) = pair(call["kernel"]), pair(call["stride"])
+    (ph, pw), (dh, dw), (oph, opw) = pair(call["padding"]), pair(call["dilation"]), pair(call["output_padding"])
+    ho = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    wo = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    _check_groups(call, cin, cout, g)
+    macs = n * cin * h * w * (cout / g) * kh * kw
+    outputs = n * cout * ho * wo
+    params = cin * cout / g * kh * kw + (cout if bias else 0)
+    # Every output receives at least one product when stride <= kernel: adds = macs - outputs.
+    return OpResult([(n, cout, ho, wo)], Cost(params=params, macs=macs, flops=dense_flops(macs, outputs, bias)))
+
+

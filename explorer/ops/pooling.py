@@ -1,0 +1,104 @@
+"""Pooling and resampling."""
+
+from __future__ import annotations
+
+import sympy
+
+from explorer.errors import SpecError
+from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, numel, op, pair
+from explorer.ops.conv import conv_out
+
+_POOL_ATTRS = {
+    "kernel": Attr(REQUIRED, "exprs"),
+    "stride": Attr(None, "exprs", doc="default: the kernel"),
+    "padding": Attr(0, "exprs"),
+    "ceil_mode": Attr(False, "bool"),
+}
+
+
+def _pool_out(call: OpCall) -> tuple[tuple, sympy.Expr]:
+    call.require_rank(4)
+    n, c, h, w = call.x
+    (kh, kw) = pair(call["kernel"])
+    (sh, sw) = pair(call["stride"] if call["stride"] is not None else call["kernel"])
+    (ph, pw) = pair(call["padding"])
+    dil = (1, 1) if "dilation" not in call.attrs else pair(call["dilation"])
+    if call["ceil_mode"]:
+        ho = sympy.ceiling((h + 2 * ph - dil[0] * (kh - 1) - 1) / sh) + 1
+        wo = sympy.ceiling((w + 2 * pw - dil[1] * (kw - 1) - 1) / sw) + 1
+    else:
+        ho, wo = conv_out(h, kh, sh, ph, dil[0]), conv_out(w, kw, sw, pw, dil[1])
+    return (n, c, ho, wo), kh * kw
+
+
+@op("maxpool", "pooling", {**_POOL_ATTRS, "dilation": Attr(1, "exprs")}, aliases=("maxpool2d",))
+def maxpool(call: OpCall) -> OpResult:
+    """Max pooling: k*k - 1 comparisons per output."""
+    out, window = _pool_out(call)
+    return OpResult([out], Cost(flops=numel(out) * (window - 1)))
+
+
+@op("avgpool", "pooling", _POOL_ATTRS, aliases=("avgpool2d",))
+def avgpool(call: OpCall) -> OpResult:
+    """Average pooling: k*k - 1 adds and 1 divide per output."""
+    out, window = _pool_out(call)
+    return OpResult([out], Cost(flops=numel(out) * window))
+
+
+def adaptive_windows(size: sympy.Expr, out: int) -> sympy.Expr:
+    """Sum of torch's adaptive window lengths: sum_i ceil((i+1)H/o) - floor(iH/o)."""
+    return sum((sympy.ceiling((i + 1) * size / out) - sympy.floor(i * size / out) for i in range(out)),
+               sympy.Integer(0))
+
+
+def _adaptive(call: OpCall) -> tuple[tuple, sympy.Expr]:
+    call.require_rank(4)
+    n, c, h, w = call.x
+    oh, ow = pair(call["size"])
+    for o in (oh, ow):
+        if not (o.is_Integer and o > 0):
+            raise SpecError(f"adaptive pooling size must be a positive integer, got {o}")
+    window_sum = adaptive_windows(h, int(oh)) * adaptive_windows(w, int(ow))
+    return (n, c, oh, ow), n * c * window_sum
+
+
+@op("adaptive_avgpool", "pooling", {"size": Attr(1, "exprs")}, aliases=("adaptive_avgpool2d",))
+def adaptive_avgpool(call: OpCall) -> OpResult:
+    """Adaptive average pooling: each output sums its window and divides once."""
+    out, summed = _adaptive(call)
+    return OpResult([out], Cost(flops=summed))
+
+
+@op("adaptive_maxpool", "pooling", {"size": Attr(1, "exprs")}, aliases=("adaptive_maxpool2d",))
+def adaptive_maxpool(call: OpCall) -> OpResult:
+    """Adaptive max pooling: window - 1 comparisons per output."""
+    out, summed = _adaptive(call)
+    return OpResult([out], Cost(flops=summed - numel(out)))
+
+
+@op("mean", "pooling", {"axes": Attr(REQUIRED, "exprs"), "keepdim": Attr(False, "bool")})
+def mean(call: OpCall) -> OpResult:
+    """Mean over axes: n - 1 adds and 1 divide per output, i.e. one FLOP per input element."""
+    axes = call["axes"] if isinstance(call["axes"], tuple) else (call["axes"],)
+    rank = len(call.x)
+    idx = {int(a) % rank for a in axes}
+    keep = call["keepdim"]
+    out = tuple((sympy.Integer(1) if i in idx else d) for i, d in enumerate(call.x) if keep or i not in idx)
+    return OpResult([out], Cost(flops=numel(call.x)))
+
+
+@op("upsample", "pooling", {"scale": Attr(None), "size": Attr(None, "exprs"),
+                            "mode": Attr("nearest", "str", choices=("nearest", "bilinear"))})
+def upsample(call: OpCall) -> OpResult:
+    """Upsampling of [N, C, H, W]: nearest copies (0 FLOPs); bilinear 7 FLOPs per output."""
+    call.require_rank(4)
+    n, c, h, w = call.x
+    if (call["scale"] is None) == (call["size"] is None):
+        raise SpecError("upsample takes exactly one of 'scale' and 'size'")
+    if call["scale"] is not None:
+        ho, wo = sympy.floor(h * call["scale"]), sympy.floor(w * call["scale"])
+    else:
+        ho, wo = pair(call["size"])
+    out = (n, c, ho, wo)
+    per = 0 if call["mode"] == "nearest" else 7  # 4 weighted neighbours: 4 mul + 3 add
+    return OpResult([out], Cost(flops=per * numel(out)))

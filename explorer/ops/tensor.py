@@ -1,0 +1,146 @@
+"""Ops that move or re-view data without arithmetic. Each is listed on purpose: zero FLOPs.
+
+Views (flatten, reshape, permute, transpose, expand, select, slice, split, chunk) read and write
+nothing; copies (concat, channel_shuffle) read their inputs and write their output.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from explorer.errors import SpecError
+from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, fmt_shape, numel, op
+
+VIEW = Cost(moves_data=False)
+COPY = Cost()
+
+
+def _axis(call: OpCall, value: object, rank: int | None = None) -> int:
+    rank = len(call.x) if rank is None else rank
+    a = int(value)  # attributes of kind 'expr' are integers here
+    if not -rank <= a < rank:
+        raise SpecError(f"axis {a} is out of range for a tensor of rank {rank} {fmt_shape(call.x)}")
+    return a % rank
+
+
+for _name in ("identity", "dropout"):
+    op(_name, "shape", {"p": Attr(0)} if _name == "dropout" else {},
+       doc=f"{_name}: passes its input through (inference)")(lambda call: OpResult([call.x], VIEW))
+
+
+@op("flatten", "shape", {"start": Attr(1), "end": Attr(-1)})
+def flatten(call: OpCall) -> OpResult:
+    """Merge dims start..end (torch.flatten)."""
+    s, e = _axis(call, call["start"]), _axis(call, call["end"])
+    x = call.x
+    return OpResult([(*x[:s], numel(x[s:e + 1]), *x[e + 1:])], VIEW)
+
+
+@op("reshape", "shape", {"shape": Attr(REQUIRED, "shape")}, aliases=("view",))
+def reshape(call: OpCall) -> OpResult:
+    """Reshape; one dim may be -1 (inferred)."""
+    target = list(call["shape"])
+    free = [i for i, d in enumerate(target) if d == -1]
+    if len(free) > 1:
+        raise SpecError("reshape: only one dim may be -1")
+    if free:
+        known = numel([d for d in target if d != -1])
+        target[free[0]] = numel(call.x) / known
+    if call.check(numel(target), numel(call.x)) is False:
+        raise SpecError(f"reshape of {fmt_shape(call.x)} to {fmt_shape(tuple(target))} changes the element count")
+    return OpResult([tuple(target)], VIEW)
+
+
+@op("permute", "shape", {"dims": Attr(REQUIRED, "shape")})
+def permute(call: OpCall) -> OpResult:
+    dims = [_axis(call, d) for d in call["dims"]]
+    if sorted(dims) != list(range(len(call.x))):
+        raise SpecError(f"permute dims {dims} are not a permutation of 0..{len(call.x) - 1}")
+    return OpResult([tuple(call.x[d] for d in dims)], VIEW)
+
+
+@op("transpose", "shape", {"dim0": Attr(-2), "dim1": Attr(-1)})
+def transpose(call: OpCall) -> OpResult:
+    a, b = _axis(call, call["dim0"]), _axis(call, call["dim1"])
+    x = list(call.x)
+    x[a], x[b] = x[b], x[a]
+    return OpResult([tuple(x)], VIEW)
+
+
+@op("expand", "shape", {"shape": Attr(REQUIRED, "shape")})
+def expand(call: OpCall) -> OpResult:
+    """Broadcast size-1 dims to a larger shape (a view)."""
+    target = tuple(call["shape"])
+    if len(target) != len(call.x) or any(d != 1 and call.check(d, t) is False for d, t in zip(call.x, target)):
+        raise SpecError(f"cannot expand {fmt_shape(call.x)} to {fmt_shape(target)}")
+    return OpResult([target], VIEW)
+
+
+@op("select", "shape", {"axis": Attr(REQUIRED), "index": Attr(0)})
+def select(call: OpCall) -> OpResult:
+    """Take one index along an axis, dropping it (e.g. a class token)."""
+    a = _axis(call, call["axis"])
+    return OpResult([call.x[:a] + call.x[a + 1:]], VIEW)
+
+
+@op("slice", "shape", {"axis": Attr(REQUIRED), "start": Attr(0), "end": Attr(REQUIRED)})
+def slice_(call: OpCall) -> OpResult:
+    a = _axis(call, call["axis"])
+    return OpResult([(*call.x[:a], call["end"] - call["start"], *call.x[a + 1:])], VIEW)
+
+
+@op("split", "shape", {"axis": Attr(REQUIRED), "sizes": Attr(REQUIRED, "shape")})
+def split(call: OpCall) -> OpResult:
+    """Split into pieces of the given sizes (outputs name:0, name:1, ...)."""
+    a = _axis(call, call["axis"])
+    sizes = list(call["sizes"])
+    call.require_equal(sum(sizes, sympy.Integer(0)), call.x[a], "split sizes must add up to the axis size")
+    return OpResult([(*call.x[:a], s, *call.x[a + 1:]) for s in sizes], VIEW)
+
+
+@op("chunk", "shape", {"axis": Attr(REQUIRED), "chunks": Attr(REQUIRED)})
+def chunk(call: OpCall) -> OpResult:
+    """Split into ``chunks`` equal pieces (the axis must divide evenly)."""
+    a, k = _axis(call, call["axis"]), call["chunks"]
+    if not (k.is_Integer and 1 <= k <= 1024):
+        raise SpecError(f"chunks must be an integer between 1 and 1024, got {k}")
+    if call.check(sympy.Mod(call.x[a], k), sympy.Integer(0)) is False:
+        raise SpecError(f"axis size {call.x[a]} does not divide into {k} chunks")
+    piece = (*call.x[:a], call.x[a] / k, *call.x[a + 1:])
+    return OpResult([piece] * int(k), VIEW)
+
+
+@op("concat", "data", {"axis": Attr(1)}, inputs=(2, 64), aliases=("cat",))
+def concat(call: OpCall) -> OpResult:
+    """Concatenate along an axis; all other dims must match. Copies its inputs."""
+    a = _axis(call, call["axis"])
+    first = call.x
+    for shape in call.shapes[1:]:
+        if len(shape) != len(first) or any(
+            i != a and call.check(x, y) is False for i, (x, y) in enumerate(zip(first, shape))
+        ):
+            raise SpecError(f"concat on axis {a}: shapes {fmt_shape(first)} and {fmt_shape(shape)} differ off the axis")
+    total = sum((s[a] for s in call.shapes), sympy.Integer(0))
+    return OpResult([(*first[:a], total, *first[a + 1:])], COPY)
+
+
+@op("channel_shuffle", "data", {"groups": Attr(REQUIRED)})
+def channel_shuffle(call: OpCall) -> OpResult:
+    """ShuffleNet channel shuffle: a permuting copy, no arithmetic."""
+    if call.check(sympy.Mod(call.x[1], call["groups"]), sympy.Integer(0)) is False:
+        raise SpecError(f"groups={call['groups']} does not divide the channels {call.x[1]}")
+    return OpResult([call.x], COPY)
+
+
+@op("parameter", "data", {"shape": Attr(REQUIRED, "shape")}, inputs=(0, 0))
+def parameter(call: OpCall) -> OpResult:
+    """A learned tensor (class token, positional embedding): params, no arithmetic."""
+    shape = tuple(call["shape"])
+    return OpResult([shape], Cost(params=numel(shape), moves_data=False))
+
+
+@op("embedding", "embedding", {"num": Attr(REQUIRED, doc="vocabulary size"), "dim": Attr(REQUIRED)})
+def embedding(call: OpCall) -> OpResult:
+    """Table lookup: reads one row of ``dim`` per index; no arithmetic."""
+    return OpResult([(*call.x, call["dim"])],
+                    Cost(params=call["num"] * call["dim"], weight_read=numel(call.x) * call["dim"]))

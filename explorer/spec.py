@@ -1,0 +1,228 @@
+"""Step 1 of the pipeline: YAML text -> a validated :class:`Spec` (docs/spec-language.md).
+
+The top-level structure (variables, inputs, blocks) is checked by pydantic; layers stay plain
+mappings here and are checked against each op's attribute table when the graph is built.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Union
+
+import sympy
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from explorer import yamlfile
+from explorer.errors import SpecError, did_you_mean
+
+Number = Union[int, float]
+DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int64": 8,
+               "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+INTEGER_DTYPES = {"int64", "int32", "int16", "int8", "uint8", "bool"}
+SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Variable(_Strict):
+    """A named symbol with a default and a domain (min/max/step or choices)."""
+
+    default: Number
+    min: Number | None = None
+    max: Number | None = None
+    step: Number | None = None
+    choices: list[Number] | None = None
+    log: bool = False
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _domain(self) -> Variable:
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            if self.default not in self.choices:
+                raise ValueError(f"default {self.default} is not among choices {self.choices}")
+            return self
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"`min <= max` must hold, but got (min={self.min}, max={self.max})")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step must be positive, got {self.step}")
+        problem = self.check(self.default)
+        if problem:
+            raise ValueError(f"default {problem}")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        values = [self.default, self.min, self.max, self.step, *(self.choices or [])]
+        return all(isinstance(v, int) for v in values if v is not None)
+
+    @property
+    def positive(self) -> bool:
+        lowest = min(self.choices) if self.choices else self.min
+        return lowest is not None and lowest > 0
+
+    def check(self, value: Number) -> str | None:
+        """Why ``value`` is outside the domain, or None."""
+        if self.choices is not None:
+            return None if value in self.choices else f"{value} is not one of {self.choices}"
+        if self.min is not None and value < self.min:
+            return f"{value} is below min {self.min}"
+        if self.max is not None and value > self.max:
+            return f"{value} is above max {self.max}"
+        if self.step is not None:
+            base = Fraction(str(self.min if self.min is not None else 0))
+            if (Fraction(str(value)) - base) % Fraction(str(self.step)) != 0:
+                return f"{value} is not on the grid min + k*step (step {self.step})"
+        if self.integer and not float(value).is_integer():
+            return f"{value} is not an integer"
+        return None
+
+    def values(self) -> list[Number]:
+        """Every value of a discrete domain (choices, or min..max by step), for sweeps."""
+        if self.choices is not None:
+            return list(self.choices)
+        if self.min is None or self.max is None or (self.step is None and not self.integer):
+            raise SpecError("a continuous domain has no finite list of values; give step or choices")
+        step = Fraction(str(self.step if self.step is not None else 1))
+        lo, hi = Fraction(str(self.min)), Fraction(str(self.max))
+        count = int((hi - lo) / step) + 1
+        if count > 1_000_000:
+            raise SpecError(f"domain has {count} values (limit 1,000,000)")
+        cast = int if self.integer else float
+        return [cast(lo + k * step) for k in range(count)]
+
+
+class InputDef(_Strict):
+    shape: list[Union[int, str]]
+    dtype: str = "fp32"
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        if v not in DTYPE_BYTES:
+            raise ValueError(f"unknown dtype '{v}'{did_you_mean(v, DTYPE_BYTES)}; known: {', '.join(DTYPE_BYTES)}")
+        return v
+
+
+class BlockDef(_Strict):
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[str] = Field(default_factory=lambda: ["input"])
+    layers: list[dict[str, Any]]
+    output: Union[str, list[str], None] = None
+    description: str = ""
+
+
+class Spec(_Strict):
+    name: str
+    description: str = ""
+    source: str = ""
+    dtype: str = "fp32"
+    variables: dict[str, Variable] = Field(default_factory=dict)
+    inputs: dict[str, Union[InputDef, list[Union[int, str]]]]
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    layers: list[dict[str, Any]]
+    outputs: list[str] | None = None
+
+    # Not part of the file: where it came from, for error messages.
+    path: str = Field(default="<spec>", exclude=True)
+    lines: dict[Any, int] = Field(default_factory=dict, exclude=True, repr=False)
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, v: dict[str, Any]) -> dict[str, InputDef]:
+        if not v:
+            raise ValueError("at least one input is needed")
+        return {k: (InputDef(shape=s) if isinstance(s, list) else s) for k, s in v.items()}
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        return InputDef._dtype(v)
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: list[Any]) -> list[Any]:
+        if not v:
+            raise ValueError("at least one layer is needed")
+        return v
+
+    def line(self, *key: Any) -> int | None:
+        k = tuple(key)
+        while k:
+            if k in self.lines:
+                return self.lines[k]
+            k = k[:-1]
+        return None
+
+    def symbols(self) -> dict[str, sympy.Symbol]:
+        """One sympy symbol per variable, with assumptions that help simplification."""
+        return {
+            name: sympy.Symbol(name, integer=var.integer or None, positive=var.positive or None)
+            for name, var in self.variables.items()
+        }
+
+
+def resolve_path(name: str | Path) -> Path:
+    """A spec path, or the name of a bundled spec (``resnet50``)."""
+    p = Path(name)
+    if p.exists() or p.suffix in (".yaml", ".yml"):
+        return p
+    bundled = SPECS_DIR / f"{name}.yaml"
+    if bundled.exists():
+        return bundled
+    known = [q.stem for q in SPECS_DIR.glob("*.yaml")]
+    raise SpecError(f"no spec file '{name}', and no bundled spec of that name{did_you_mean(str(name), known)}")
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read a spec file; every problem is a :class:`SpecError` with path and line."""
+    p = resolve_path(path)
+    doc = yamlfile.load(p, SpecError)
+    return parse_spec(doc)
+
+
+def loads_spec(text: str, path: str = "<string>") -> Spec:
+    return parse_spec(yamlfile.loads(text, path, SpecError))
+
+
+def parse_spec(doc: yamlfile.YamlDoc) -> Spec:
+    if not isinstance(doc.data, dict):
+        raise SpecError("a spec is a mapping with name, variables, inputs and layers", path=doc.path, line=1)
+    try:
+        spec = Spec.model_validate({**doc.data, "path": doc.path, "lines": doc.lines})
+    except ValidationError as exc:
+        raise pydantic_error(exc, doc, SpecError) from None
+    return spec
+
+
+def pydantic_error(exc: ValidationError, doc: yamlfile.YamlDoc, kind: type[SpecError] | Any) -> Any:
+    """The first pydantic error as one line: ``path:line: where: what (value seen)``."""
+    err = exc.errors()[0]
+    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x in {"list", "dict"})))
+    where = ".".join(str(x) for x in loc) or "file"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(exc, loc)
+        msg = f"unknown key '{loc[-1]}'{did_you_mean(str(loc[-1]), known)}"
+    elif err["type"] == "missing":
+        msg = "is required but missing"
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        msg = f"{msg} (got {err['input']!r})"
+    return kind(f"{where}: {msg}", path=doc.path, line=doc.line(*loc))
+
+
+def _fields_at(exc: ValidationError, loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Spec
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if field is None:
+            continue
+        ann = field.annotation
+        for cand in (Variable, InputDef, BlockDef):
+            if cand.__name__ in str(ann):
+                model = cand
+    return list(getattr(model, "model_fields", {}))

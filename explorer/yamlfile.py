@@ -1,0 +1,80 @@
+"""YAML loading with line numbers, for errors that point at the offending line.
+
+``yaml.safe_load`` builds the data; ``yaml.compose`` (the safe node tree, no object construction)
+gives the line of every mapping key and sequence item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from explorer.errors import ExplorerError
+
+Key = tuple[Any, ...]
+MAX_ENTRIES = 100_000
+
+
+@dataclass
+class YamlDoc:
+    """Parsed data plus a map from key paths (``("layers", 3, "out")``) to 1-based lines."""
+
+    path: str
+    data: Any
+    lines: dict[Key, int]
+
+    def line(self, *key: Any) -> int | None:
+        """Line of ``key``, or of its nearest enclosing entry that has one."""
+        k = tuple(key)
+        while k:
+            if k in self.lines:
+                return self.lines[k]
+            k = k[:-1]
+        return self.lines.get((), 1)
+
+
+def load(path: str | Path, kind: type[ExplorerError] = ExplorerError) -> YamlDoc:
+    """Read and parse a YAML file; I/O and syntax problems raise ``kind`` with path:line."""
+    shown = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise kind(f"cannot read file: {exc.strerror if isinstance(exc, OSError) else exc}", path=shown) from None
+    return loads(text, shown, kind)
+
+
+def loads(text: str, path: str = "<string>", kind: type[ExplorerError] = ExplorerError) -> YamlDoc:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise kind(f"YAML syntax error: {problem}", path=path, line=line) from None
+    lines: dict[Key, int] = {}
+    if node is not None:
+        lines[()] = node.start_mark.line + 1
+        try:
+            _index(node, (), lines)
+        except ExplorerError as exc:
+            raise kind(exc.message, path=path) from None
+    return YamlDoc(path, data, lines)
+
+
+def _index(node: yaml.Node, key: Key, lines: dict[Key, int]) -> None:
+    if len(lines) > MAX_ENTRIES:
+        raise ExplorerError(f"file has more than {MAX_ENTRIES} entries (aliases expanding?)")
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            sub = key + (k.value,)
+            lines[sub] = k.start_mark.line + 1
+            _index(v, sub, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            sub = key + (i,)
+            lines[sub] = v.start_mark.line + 1
+            _index(v, sub, lines)
