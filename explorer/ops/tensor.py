@@ -144,3 +144,14 @@ def embedding(call: OpCall) -> OpResult:
     """Table lookup: reads one row of ``dim`` per index; no arithmetic."""
     return OpResult([(*call.x, call["dim"])],
                     Cost(params=call["num"] * call["dim"], weight_read=numel(call.x) * call["dim"]))
+
+
+@op("crop", "shape", {"size": Attr(REQUIRED, "exprs", doc="[h, w] of the centre crop")})
+def crop(call: OpCall) -> OpResult:
+    """Centre crop of [N, C, H, W] to [h, w] (U-Net skip connections): a view."""
+    call.require_rank(4)
+    size = call["size"] if isinstance(call["size"], tuple) else (call["size"], call["size"])
+    for have, want in zip(call.x[2:], size):
+        if call.check(sympy.Max(have - want, -1), -1) is True or (have - want).is_negative:
+            raise SpecError(f"cannot crop {fmt_shape(call.x)} to {list(size)}: the crop is larger")
+    return OpResult([(*call.x[:2], *size)], VIEW)
