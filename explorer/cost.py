@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sympy
 
 from explorer import expr as ex
@@ -20,6 +19,9 @@ from explorer.errors import SpecError, did_you_mean
 from explorer.graph import Layer, Model, build, is_integer_dtype
 from explorer.ops.base import fmt_shape, numel
 from explorer.spec import DTYPE_BYTES, Spec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 METRICS = ("params", "macs", "flops", "bytes_read", "bytes_written")
 ZERO = sympy.Integer(0)
@@ -129,6 +131,8 @@ class Compiled:
         )
 
     def __call__(self, **values: Any) -> dict[str, np.ndarray]:
+        import numpy as np
+
         missing = [a for a in self.args if a not in values]
         if missing:
             raise SpecError(f"no value for variable(s) {', '.join(missing)}")
@@ -210,13 +214,10 @@ def check_shapes(model: Model, subs: Mapping[sympy.Symbol, Any]) -> None:
 def _fmt_values(model: Model, subs: Mapping[sympy.Symbol, Any]) -> str:
     used = {str(s) for layer in model.layers for shape in layer.out_shapes for d in shape
             for s in getattr(d, "free_symbols", ())}
-    shown = [f"{s}={v}" for s, v in subs.items() if str(s) in used] or [f"{s}={v}" for s, v in subs.items()]
+    shown = [f"{s}={fmt_shape((v,))[1:-1]}" for s, v in subs.items() if str(s) in used]
     return ", ".join(shown) or "the defaults"
 
 
 def build_for(spec: Spec, values: Mapping[str, Any]) -> Model:
-    """Build, then rebuild with repeat-count variables bound so the graph is fully unrolled."""
-    model = build(spec)
-    if model.structural:
-        model = build(spec, {k: values[k] for k in model.structural})
-    return model
+    """The graph at one configuration: every variable bound, every repeat unrolled."""
+    return build(spec, values)

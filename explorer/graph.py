@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import sympy
 
 from explorer import expr as ex
@@ -26,6 +26,9 @@ from explorer.errors import ExplorerError, SpecError, did_you_mean
 from explorer.ops import ALIASES, REGISTRY, REQUIRED, Cost, OpCall, OpDef
 from explorer.ops.base import Shape, fmt_shape
 from explorer.spec import INTEGER_DTYPES, Spec
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
@@ -69,15 +72,31 @@ class Model:
 
     spec: Spec
     symbols: dict[str, sympy.Symbol]
-    graph: nx.DiGraph
+    nodes: dict[str, Layer]  # every node by path, inputs included
     layers: list[Layer]  # ops in execution order (inputs excluded)
     inputs: dict[str, Layer]
     outputs: list[Ref]
     bound: dict[str, Any]
     structural: set[str] = field(default_factory=set)  # variables in repeat counts
 
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The networkx DiGraph: nodes are layer paths (attribute ``layer``), edges carry data.
+
+        Built on first use, so that commands which never walk the graph do not import networkx.
+        """
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for path, layer in self.nodes.items():
+            g.add_node(path, layer=layer)
+        for layer in self.layers:
+            for ref in layer.inputs:
+                g.add_edge(ref.node, layer.path)
+        return g
+
     def node(self, path: str) -> Layer:
-        return self.graph.nodes[path]["layer"]
+        return self.nodes[path]
 
     def shape(self, ref: Ref) -> Shape:
         return self.node(ref.node).out_shapes[ref.index]
@@ -107,7 +126,7 @@ class _Builder:
         self.bind = {k: ex.number(v) for k, v in bind.items()}
         self.defaults = {self.symbols[k]: ex.number(v.default) for k, v in spec.variables.items()}
         self.defaults.update({self.symbols[k]: v for k, v in self.bind.items()})
-        self.graph = nx.DiGraph()
+        self.nodes: dict[str, Layer] = {}
         self.layers: list[Layer] = []
         self.structural: set[str] = set()
 
@@ -120,15 +139,14 @@ class _Builder:
             shape = tuple(self._expr(d, scope, ("inputs", name)) for d in idef.shape)
             layer = Layer(name, "input", "data", [], [], [shape], [], idef.dtype, {}, Cost(moves_data=False),
                           line=self.spec.line("inputs", name))
-            self.graph.add_node(name, layer=layer)
+            self.nodes[name] = layer
             inputs[name] = layer
             scope.tensors[name] = [Ref(name)]
         scope.last = [Ref(next(iter(self.spec.inputs)))]
         self._expand_list(self.spec.layers, scope)
         outputs = self._outputs(scope)
-        if not nx.is_directed_acyclic_graph(self.graph):  # cannot happen by construction; kept as a guard
-            raise SpecError("the layer graph has a cycle", path=self.spec.path)
-        return Model(self.spec, self.symbols, self.graph, self.layers, inputs, outputs,
+        # Acyclic by construction: a layer may only name layers defined before it.
+        return Model(self.spec, self.symbols, self.nodes, self.layers, inputs, outputs,
                      dict(self.bind), self.structural)
 
     def _outputs(self, scope: _Scope) -> list[Ref]:
@@ -167,7 +185,7 @@ class _Builder:
         scope.later = set()
 
     def _expand_one(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...]) -> None:
-        if len(self.graph) > MAX_NODES:
+        if len(self.nodes) > MAX_NODES:
             raise SpecError(f"the graph has more than {MAX_NODES} layers")
         if ("op" in d) == ("block" in d):
             raise SpecError("a layer needs exactly one of 'op' and 'block'")
@@ -335,6 +353,7 @@ class _Builder:
         except (TypeError, ValueError, ZeroDivisionError) as exc:
             raise SpecError(f"{opdef.name}: cannot apply to input shapes "
                             f"{', '.join(fmt_shape(s) for s in shapes)}: {exc}") from None
+        _check_dims(result.outputs)
         out_dtype = self.spec.dtype
         if not result.cost.moves_data and dtypes and opdef.category == "shape":
             out_dtype = dtypes[0]
@@ -344,11 +363,9 @@ class _Builder:
         return [Ref(path, k) for k in range(len(result.outputs))]
 
     def _add(self, layer: Layer) -> None:
-        if layer.path in self.graph:
+        if layer.path in self.nodes:
             raise SpecError(f"two layers are both named '{layer.path}'")
-        self.graph.add_node(layer.path, layer=layer)
-        for r in layer.inputs:
-            self.graph.add_edge(r.node, layer.path)
+        self.nodes[layer.path] = layer
         self.layers.append(layer)
 
     def _attrs(self, opdef: OpDef, d: dict[str, Any], scope: _Scope, key: tuple[Any, ...]) -> dict[str, Any]:
@@ -379,7 +396,10 @@ class _Builder:
         if value is None:
             return None
         if a.kind == "bool":
-            cond = _as_condition(self._expr(value, scope, key))
+            try:
+                cond = _as_condition(self._expr(value, scope, key))
+            except ExplorerError:
+                raise SpecError(f"must be true or false (or a condition), got {value!r}") from None
             if cond not in (sympy.true, sympy.false):
                 raise SpecError(f"must be true or false, got {value!r}")
             return cond is sympy.true
@@ -406,7 +426,7 @@ class _Builder:
             raise exc.located(self.spec.path, self.spec.line(*key))
 
     def node(self, path: str) -> Layer:
-        return self.graph.nodes[path]["layer"]
+        return self.nodes[path]
 
     def _shape(self, ref: Ref) -> Shape:
         return self.node(ref.node).out_shapes[ref.index]
@@ -425,6 +445,19 @@ class _Builder:
         if at_defaults.is_number:
             return None if at_defaults == 0 else False
         return None
+
+
+def _check_dims(shapes: list[Shape]) -> None:
+    """Dims that are already numbers must be positive integers (channels from a bad width...)."""
+    for shape in shapes:
+        for d in shape:
+            if d.is_number and not (d.is_Integer and d > 0):
+                kind = "non-integer" if not d.is_Integer else "non-positive"
+                raise SpecError(f"output shape {fmt_shape(shape)} has a {kind} dim {fmt_number(d)}")
+
+
+def fmt_number(d: Any) -> str:
+    return str(d) if d.is_Integer or not d.is_Rational else f"{float(d):g}"
 
 
 def _as_condition(value: Any) -> Any:

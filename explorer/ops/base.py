@@ -126,7 +126,13 @@ def numel(shape: Shape) -> Expr:
 
 
 def fmt_shape(shape: Shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+    """``[1, 4.8, 30, 30]``: rationals as decimals, symbols as they are."""
+    def one(d: Any) -> str:
+        if getattr(d, "is_Rational", False) and not d.is_Integer:
+            return f"{float(d):g}"
+        return str(d)
+
+    return "[" + ", ".join(one(d) for d in shape) + "]"
 
 
 def pair(value: Any) -> tuple[Expr, Expr]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sympy
 
 from explorer.errors import SpecError
-from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, op, pair
+from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, fmt_shape, op, pair
 
 _CONV_ATTRS = {
     "out": Attr(REQUIRED, doc="output channels"),
+    "in": Attr(None, doc="input channels, checked against the input (optional)"),
     "kernel": Attr(REQUIRED, "exprs", doc="kernel size, k or [kh, kw]"),
     "stride": Attr(1, "exprs"),
     "padding": Attr(0, "exprs", choices=("same", "valid"), doc="int, [ph, pw], 'same' or 'valid'"),
@@ -24,8 +25,10 @@ def conv_out(size: sympy.Expr, k: sympy.Expr, s: sympy.Expr, p: sympy.Expr, d: s
 
 
 def _check_groups(call: OpCall, cin: sympy.Expr, cout: sympy.Expr, g: sympy.Expr) -> None:
+    if call["in"] is not None and call.check(call["in"], cin) is False:
+        raise SpecError(f"{call.op} expects {call['in']} input channels, but its input is {fmt_shape(call.x)}")
     for name, c in (("input", cin), ("output", cout)):
-        if call.check(sympy.Mod(c, g), sympy.Integer(0)) is False:
+        if g != 1 and call.check(sympy.Mod(c, g), sympy.Integer(0)) is False:
             raise SpecError(f"groups={g} does not divide the {name} channels {c}")
 
 

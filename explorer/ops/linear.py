@@ -11,6 +11,7 @@ from explorer.ops.conv import dense_flops
 
 @op("linear", "linear", {
     "out": Attr(REQUIRED, doc="output features"),
+    "in": Attr(None, doc="input features, checked against the input (optional)"),
     "bias": Attr(True, "bool"),
     "tied": Attr(None, "ref", doc="layer whose weight this one shares (e.g. an embedding): no new params"),
 })
@@ -20,6 +21,8 @@ def linear(call: OpCall) -> OpResult:
     if len(shape) < 1:
         raise SpecError(f"linear needs an input of rank >= 1, got {fmt_shape(shape)}")
     fin, fout, bias = shape[-1], call["out"], call["bias"]
+    if call["in"] is not None and call.check(call["in"], fin) is False:
+        raise SpecError(f"linear expects {call['in']} input features, but its input is {fmt_shape(shape)}")
     rows = numel(shape[:-1])
     macs = rows * fin * fout
     weights = fin * fout
