@@ -195,34 +195,5 @@ def parse_spec(doc: yamlfile.YamlDoc) -> Spec:
     try:
         spec = Spec.model_validate({**doc.data, "path": doc.path, "lines": doc.lines})
     except ValidationError as exc:
-        raise pydantic_error(exc, doc, SpecError) from None
+        raise yamlfile.pydantic_error(exc, doc, SpecError, Spec) from None
     return spec
-
-
-def pydantic_error(exc: ValidationError, doc: yamlfile.YamlDoc, kind: type[SpecError] | Any) -> Any:
-    """The first pydantic error as one line: ``path:line: where: what (value seen)``."""
-    err = exc.errors()[0]
-    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x in {"list", "dict"})))
-    where = ".".join(str(x) for x in loc) or "file"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        known = _fields_at(exc, loc)
-        msg = f"unknown key '{loc[-1]}'{did_you_mean(str(loc[-1]), known)}"
-    elif err["type"] == "missing":
-        msg = "is required but missing"
-    elif "input" in err and not isinstance(err["input"], (dict, list)):
-        msg = f"{msg} (got {err['input']!r})"
-    return kind(f"{where}: {msg}", path=doc.path, line=doc.line(*loc))
-
-
-def _fields_at(exc: ValidationError, loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Spec
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
-        if field is None:
-            continue
-        ann = field.annotation
-        for cand in (Variable, InputDef, BlockDef):
-            if cand.__name__ in str(ann):
-                model = cand
-    return list(getattr(model, "model_fields", {}))

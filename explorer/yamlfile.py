@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, did_you_mean
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 Key = tuple[Any, ...]
 MAX_ENTRIES = 100_000
@@ -78,3 +81,39 @@ def _index(node: yaml.Node, key: Key, lines: dict[Key, int]) -> None:
             sub = key + (i,)
             lines[sub] = v.start_mark.line + 1
             _index(v, sub, lines)
+
+
+def pydantic_error(exc: ValidationError, doc: YamlDoc, kind: type[ExplorerError], root: Any) -> ExplorerError:
+    """The first pydantic error as one line: ``path:line: where: what (value seen)``."""
+    err = exc.errors()[0]
+    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x in {"list", "dict"})))
+    where = ".".join(str(x) for x in loc) or "file"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(root, loc)
+        msg = f"unknown key '{loc[-1]}'{did_you_mean(str(loc[-1]), known)}"
+    elif err["type"] == "missing":
+        msg = "is required but missing"
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        msg = f"{msg} (got {err['input']!r})"
+    return kind(f"{where}: {msg}", path=doc.path, line=doc.line(*loc))
+
+
+def _fields_at(root: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that holds ``loc[-1]``, for "did you mean"."""
+    model = root
+    for part in loc[:-1]:
+        fields = getattr(model, "model_fields", {})
+        if isinstance(part, str) and part in fields:
+            model = _model_in(fields[part].annotation) or model
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

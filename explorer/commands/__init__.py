@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from explorer.commands import analyze
+from explorer.commands import analyze, hardware
 
-REGISTER = [analyze.register]
+REGISTER = [analyze.register, hardware.register]

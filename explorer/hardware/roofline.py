@@ -1,0 +1,107 @@
+"""Roofline prediction (Williams et al. 2009): attainable = min(peak, bandwidth x intensity).
+
+Per layer: time = max(flops / achievable compute, bytes / achievable bandwidth) + launch overhead;
+layers that neither compute nor move data (views, dropout) take no time. The model runs its layers
+one after another (no overlap between layers, no fusion), so latency is the sum of layer times.
+Everything is a sympy expression, numbers when the model was built at one configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import sympy
+
+from explorer.cost import Costs, Precision
+from explorer.hardware.memory import MemoryProfile, memory_profile
+from explorer.hardware.profile import Device
+
+ZERO = sympy.Integer(0)
+TOTAL_KEYS = ("latency_s", "throughput_per_s", "utilization", "arithmetic_intensity", "weight_bytes",
+              "peak_memory_bytes", "fits")
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    path: str
+    flops: Any
+    bytes: Any
+    compute_s: Any
+    memory_s: Any
+    time_s: Any
+
+
+class Roofline:
+    """A model's costs placed on a device at a precision."""
+
+    def __init__(self, costs: Costs, device: Device, dtype: str | None = None,
+                 memory_budget: float | None = None) -> None:
+        self.costs = costs
+        self.device = device
+        self.dtype = dtype or costs.precision.activations
+        self.peak = device.peak_for(self.dtype)
+        self.compute_rate = self.peak * device.compute_efficiency
+        self.memory_rate = device.bandwidth * device.bandwidth_efficiency
+        self.capacity = memory_budget if memory_budget is not None else device.capacity
+        self.layers = [self._layer(layer, m) for layer, m in costs.layers]
+
+    @property
+    def precision(self) -> Precision:
+        return self.costs.precision
+
+    def _layer(self, layer: Any, metrics: dict[str, Any]) -> LayerTime:
+        flops = metrics["flops"]
+        moved = metrics["bytes_read"] + metrics["bytes_written"]
+        compute_s = flops / self.compute_rate
+        memory_s = moved / self.memory_rate
+        works = layer.cost.moves_data or layer.cost.flops != 0
+        overhead = layer.count * self.device.launch_overhead if works else ZERO
+        return LayerTime(layer.path, flops, moved, compute_s, memory_s, _max(compute_s, memory_s) + overhead)
+
+    @cached_property
+    def memory(self) -> MemoryProfile:
+        return memory_profile(self.costs.model, self.precision)
+
+    @cached_property
+    def totals(self) -> dict[str, Any]:
+        flops = self.costs.totals["flops"]
+        moved = self.costs.totals["bytes_read"] + self.costs.totals["bytes_written"]
+        latency = sympy.Add(*(t.time_s for t in self.layers))
+        peak_memory = self.memory.peak()
+        return {
+            "latency_s": latency,
+            "throughput_per_s": self.batch / latency,
+            "utilization": flops / latency / self.peak,
+            "arithmetic_intensity": flops / moved,
+            "weight_bytes": self.memory.weight_bytes,
+            "peak_memory_bytes": peak_memory,
+        }
+
+    @property
+    def batch(self) -> Any:
+        """Samples per forward pass: the ``batch`` variable, else the first input's leading dim."""
+        model = self.costs.model
+        if "batch" in model.bound:
+            return model.bound["batch"]
+        if "batch" in model.symbols:
+            return model.symbols["batch"]
+        return next(iter(model.inputs.values())).shape[0]
+
+    def ridge_point(self) -> float:
+        """FLOP/byte at which achievable compute and bandwidth meet."""
+        return self.compute_rate / self.memory_rate
+
+
+def _max(a: Any, b: Any) -> Any:
+    if getattr(a, "is_number", False) and getattr(b, "is_number", False):
+        return a if a >= b else b
+    return sympy.Max(a, b, evaluate=False)
+
+
+def bound(t: LayerTime) -> str:
+    """compute / memory for a layer evaluated to numbers; '-' when it does nothing."""
+    if t.compute_s == 0 and t.memory_s == 0:
+        return "-"
+    return "compute" if t.compute_s >= t.memory_s else "memory"
