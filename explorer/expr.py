@@ -126,6 +126,8 @@ def number(value: bool | int | float | Fraction) -> Value:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ExpressionError(f"number {value} is not finite")
+        if abs(value) > MAX_LITERAL:
+            raise ExpressionError(f"number {value} is too large (limit 1e30)")
         return sympy.Rational(repr(value))
     return sympy.Rational(value.numerator, value.denominator)
 
@@ -149,6 +151,8 @@ def parse(text: object, scope: Scope) -> Value:
         return _Walker(scope).visit(tree.body, 0)
     except RecursionError:
         raise ExpressionError(f"expression {text!r} nests too deeply") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # e.g. a comparison used as a number
+        raise ExpressionError(f"cannot evaluate {text!r}: {exc}") from None
 
 
 def _bracket_depth(text: str) -> int:
@@ -227,6 +231,9 @@ class _Walker:
         if cond is sympy.false:
             return self.visit(node.orelse, depth)
         body, orelse = self.visit(node.body, depth), self.visit(node.orelse, depth)
+        if is_condition(body) or is_condition(orelse):
+            body, orelse = _as_bool(body), _as_bool(orelse)
+            return sympy.Or(sympy.And(cond, body), sympy.And(sympy.Not(cond), orelse))
         return sympy.Piecewise((body, cond), (orelse, True))
 
     def visit_Call(self, node: ast.Call, depth: int) -> Value:
@@ -268,8 +275,14 @@ def _power(base: Value, exponent: Value) -> Value:
     return base**exponent
 
 
+def is_condition(value: Value) -> bool:
+    """True/False, a comparison, or and/or/not of them (a sympy Symbol is not one)."""
+    return value in (sympy.true, sympy.false) or isinstance(
+        value, (sympy.core.relational.Relational, sympy.logic.boolalg.BooleanFunction))
+
+
 def _as_bool(value: Value) -> Value:
-    if isinstance(value, (sympy.logic.boolalg.Boolean, sympy.core.relational.Relational)):
+    if is_condition(value):
         return value
     if value.is_number:
         return sympy.true if value != 0 else sympy.false

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
 ONE = sympy.Integer(1)
-_LAYER_KEYS = {"name", "op", "block", "inputs", "when", "repeat", "index", "args"}
+_LAYER_KEYS = {"name", "op", "block", "inputs", "when", "repeat", "loop", "args"}
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,10 @@ class _Builder:
             raise SpecError(f"the graph has more than {MAX_NODES} layers")
         if ("op" in d) == ("block" in d):
             raise SpecError("a layer needs exactly one of 'op' and 'block'")
+        if "args" in d and "op" in d:
+            raise SpecError("'args' are for block layers; an op takes its attributes directly")
+        if "loop" in d and "repeat" not in d:
+            raise SpecError("'loop' names the loop variable of 'repeat', which this layer does not have")
         if not isinstance(name, str) or not name or any(c in name for c in ":. "):
             raise SpecError(f"layer names may not contain ':', '.' or spaces, got {name!r}")
         sources = self._sources(d, scope, key)
@@ -227,7 +231,7 @@ class _Builder:
     def _repeat(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...],
                 sources: list[Ref]) -> list[Ref]:
         n = self._expr(d["repeat"], scope, (*key, "repeat"))
-        index = str(d.get("index", "i"))
+        index = str(d.get("loop", "i"))
         if n.is_number:
             if not (n.is_Integer and 0 <= n <= MAX_REPEAT):
                 raise SpecError(f"repeat must be an integer from 0 to {MAX_REPEAT}, got {n}")
@@ -237,11 +241,14 @@ class _Builder:
                 outs = self._instance(d, f"{scope.prefix}{name}.{k}", scope, key, outs, names, scope.count)
             return outs
         self.structural |= {str(s) for s in n.free_symbols}
-        if self._evaluate(n) < 1:
-            raise SpecError(f"a variable repeat count must be at least 1, got {n} = {self._evaluate(n)} at the defaults")
+        lowest = self._lowest(n)
+        if lowest is None or lowest < 1:
+            raise SpecError(f"a variable repeat count must be at least 1 over the variables' domains, "
+                            f"got {n} (as low as {lowest}); give the variables a min >= 1")
         first = self._instance(d, f"{scope.prefix}{name}.0", scope, key, sources,
                                {**scope.names, index: sympy.Integer(0)}, scope.count)
-        later = [self._resolved(d, scope, {**scope.names, index: sympy.Integer(k)}, key) for k in (1, 2)]
+        generic = sympy.Symbol(index, integer=True, positive=True)  # any index >= 1
+        later = [self._resolved(d, scope, {**scope.names, index: k}, key) for k in (ONE, generic)]
         if later[0] != later[1]:
             raise SpecError(f"repeat count {n} is a variable, but the index '{index}' changes instances after "
                             "the second; fix it with --set or make later instances identical")
@@ -377,6 +384,9 @@ class _Builder:
                                 f"its attributes: {listing}", path=self.spec.path, line=self.spec.line(*key, k))
         out = {}
         for k, a in opdef.attrs.items():
+            if k in d and d[k] is None and a.default is REQUIRED:
+                raise SpecError(f"op '{opdef.name}' needs a value for '{k}', got null",
+                                path=self.spec.path, line=self.spec.line(*key, k))
             if k not in d:
                 if a.default is REQUIRED:
                     raise SpecError(f"op '{opdef.name}' needs the attribute '{k}'" + (f" ({a.doc})" if a.doc else ""))
@@ -408,7 +418,10 @@ class _Builder:
                 raise SpecError(f"must be one of {list(a.choices)}, got {value!r}{did_you_mean(str(value), a.choices)}")
             return value
         if a.kind == "ref":
-            return self._ref(str(value), scope, key, None).node
+            node = self._ref(str(value), scope, key, None).node
+            if self.node(node).op not in ("embedding", "parameter", "linear"):
+                raise SpecError(f"'{value}' is a {self.node(node).op} layer, which has no weight to share")
+            return node
         if a.kind in ("exprs", "shape"):
             if isinstance(value, list):
                 if len(value) > 16:
@@ -431,8 +444,16 @@ class _Builder:
     def _shape(self, ref: Ref) -> Shape:
         return self.node(ref.node).out_shapes[ref.index]
 
-    def _evaluate(self, e: Any) -> Any:
-        return sympy.sympify(e).xreplace(self.defaults)
+    def _lowest(self, e: Any) -> Any:
+        """Value of ``e`` with every variable at its domain minimum (repeat counts grow with them)."""
+        lows = {}
+        for s in e.free_symbols:
+            var = self.spec.variables.get(str(s))
+            low = None if var is None else (min(var.choices) if var.choices else var.min)
+            if low is None:
+                return None
+            lows[s] = ex.number(low)
+        return e.xreplace(lows)
 
     def _check(self, a: Any, b: Any) -> bool | None:
         """Are two dims equal? True if provably, False if they differ at the defaults, else None."""
@@ -461,7 +482,7 @@ def fmt_number(d: Any) -> str:
 
 
 def _as_condition(value: Any) -> Any:
-    if value in (sympy.true, sympy.false) or isinstance(value, (sympy.logic.boolalg.Boolean,)):
+    if ex.is_condition(value):
         return value
     if getattr(value, "is_number", False):
         return sympy.true if value != 0 else sympy.false

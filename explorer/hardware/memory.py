@@ -89,4 +89,4 @@ def _gated(value: Any, count: Any) -> Any:
         return value
     if getattr(count, "is_number", False):
         return ZERO
-    return sympy.Piecewise((value, count > 0), (ZERO, True))
+    return value * sympy.Piecewise((sympy.Integer(1), count > 0), (ZERO, True))

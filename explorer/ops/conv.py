@@ -73,9 +73,9 @@ def conv_transpose2d(call: OpCall) -> OpResult:
     wo = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
     _check_groups(call, cin, cout, g)
     macs = n * cin * h * w * (cout / g) * kh * kw
-    outputs = n * cout * ho * wo
+    # Outputs that receive at least one product (all of them when stride <= kernel): adds = macs - those.
+    outputs = n * cout * sympy.Min(ho, h * kh) * sympy.Min(wo, w * kw)
     params = cin * cout / g * kh * kw + (cout if bias else 0)
-    # Every output receives at least one product when stride <= kernel: adds = macs - outputs.
     return OpResult([(n, cout, ho, wo)], Cost(params=params, macs=macs, flops=dense_flops(macs, outputs, bias)))
 
 

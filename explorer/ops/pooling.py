@@ -16,6 +16,12 @@ _POOL_ATTRS = {
 }
 
 
+def _ceil_out(size: sympy.Expr, k: sympy.Expr, s: sympy.Expr, p: sympy.Expr, d: sympy.Expr) -> sympy.Expr:
+    """torch ceil_mode: round up, but the last window must start inside the input or left padding."""
+    out = sympy.ceiling((size + 2 * p - d * (k - 1) - 1) / s) + 1
+    return sympy.Piecewise((out - 1, (out - 1) * s >= size + p), (out, True))
+
+
 def _pool_out(call: OpCall) -> tuple[tuple, sympy.Expr]:
     call.require_rank(4)
     n, c, h, w = call.x
@@ -24,8 +30,8 @@ def _pool_out(call: OpCall) -> tuple[tuple, sympy.Expr]:
     (ph, pw) = pair(call["padding"])
     dil = (1, 1) if "dilation" not in call.attrs else pair(call["dilation"])
     if call["ceil_mode"]:
-        ho = sympy.ceiling((h + 2 * ph - dil[0] * (kh - 1) - 1) / sh) + 1
-        wo = sympy.ceiling((w + 2 * pw - dil[1] * (kw - 1) - 1) / sw) + 1
+        ho = _ceil_out(h, kh, sh, ph, dil[0])
+        wo = _ceil_out(w, kw, sw, pw, dil[1])
     else:
         ho, wo = conv_out(h, kh, sh, ph, dil[0]), conv_out(w, kw, sw, pw, dil[1])
     return (n, c, ho, wo), kh * kw
@@ -81,6 +87,9 @@ def mean(call: OpCall) -> OpResult:
     """Mean over axes: n - 1 adds and 1 divide per output, i.e. one FLOP per input element."""
     axes = call["axes"] if isinstance(call["axes"], tuple) else (call["axes"],)
     rank = len(call.x)
+    for a in axes:
+        if not -rank <= int(a) < rank:
+            raise SpecError(f"axis {a} is out of range for a tensor of rank {rank}")
     idx = {int(a) % rank for a in axes}
     keep = call["keepdim"]
     out = tuple((sympy.Integer(1) if i in idx else d) for i, d in enumerate(call.x) if keep or i not in idx)

@@ -23,6 +23,13 @@ def _axis(call: OpCall, value: object, rank: int | None = None) -> int:
     return a % rank
 
 
+def _in_range(call: OpCall, value: object, high: object, what: str) -> None:
+    """0 <= value <= high, where decidable (numbers, or at the defaults)."""
+    v = sympy.sympify(value)
+    if v.is_negative or call.check(sympy.Min(v, high), v) is False:
+        raise SpecError(f"{what} {value} is out of range 0..{high} for shape {fmt_shape(call.x)}")
+
+
 for _name in ("identity", "dropout"):
     op(_name, "shape", {"p": Attr(0)} if _name == "dropout" else {},
        doc=f"{_name}: passes its input through (inference)")(lambda call: OpResult([call.x], VIEW))
@@ -32,6 +39,8 @@ for _name in ("identity", "dropout"):
 def flatten(call: OpCall) -> OpResult:
     """Merge dims start..end (torch.flatten)."""
     s, e = _axis(call, call["start"]), _axis(call, call["end"])
+    if s > e:
+        raise SpecError(f"flatten: start {call['start']} comes after end {call['end']}")
     x = call.x
     return OpResult([(*x[:s], numel(x[s:e + 1]), *x[e + 1:])], VIEW)
 
@@ -80,13 +89,19 @@ def expand(call: OpCall) -> OpResult:
 def select(call: OpCall) -> OpResult:
     """Take one index along an axis, dropping it (e.g. a class token)."""
     a = _axis(call, call["axis"])
+    _in_range(call, call["index"], call.x[a] - 1, "index")
     return OpResult([call.x[:a] + call.x[a + 1:]], VIEW)
 
 
 @op("slice", "shape", {"axis": Attr(REQUIRED), "start": Attr(0), "end": Attr(REQUIRED)})
 def slice_(call: OpCall) -> OpResult:
     a = _axis(call, call["axis"])
-    return OpResult([(*call.x[:a], call["end"] - call["start"], *call.x[a + 1:])], VIEW)
+    start, end = call["start"], call["end"]
+    _in_range(call, start, call.x[a] - 1, "start")
+    _in_range(call, end, call.x[a], "end")
+    if call.check(sympy.Max(end - start, 0), end - start) is False or (end - start).is_nonpositive:
+        raise SpecError(f"slice: end {end} must be after start {start}")
+    return OpResult([(*call.x[:a], end - start, *call.x[a + 1:])], VIEW)
 
 
 @op("split", "shape", {"axis": Attr(REQUIRED), "sizes": Attr(REQUIRED, "shape")})
