@@ -97,3 +97,51 @@ def _roofs(ax: Any, device: Any, roof: Any, lo: float, hi: float) -> None:
     ridge = roof.ridge_point()
     ax.axvline(ridge, color="tab:blue", ls="--", lw=0.8)
     ax.text(ridge, roof.compute_rate, f" ridge {ridge:.1f} FLOP/B", color="tab:blue", fontsize=8, va="bottom")
+
+
+def pareto_chart(values: Any, feasible: Any, front: Any, labels: list[str], names: list[str],
+                 directions: list[str], title: str, output: str | Path, max_points: int = 20_000) -> Path:
+    """All trials (infeasible marked), the feasible non-dominated front highlighted and labelled.
+    Two objectives: one panel; three or more: pairwise panels."""
+    import numpy as np
+
+    out = check_output(output)
+    plt = _pyplot()
+    v = np.asarray(values, dtype=float)
+    feasible, front = np.asarray(feasible, bool), np.asarray(front, bool)
+    rest = np.nonzero(~front)[0]
+    if len(rest) > max_points:  # keep the picture readable and the file small
+        rest = np.random.default_rng(0).choice(rest, max_points, replace=False)
+    k = v.shape[1]
+    pairs = [(0, 1)] if k == 2 else [(i, j) for i in range(k) for j in range(i + 1, k)]
+    cols = min(len(pairs), 3)
+    rows_n = (len(pairs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(6.5 * cols, 5 * rows_n), dpi=110, squeeze=False)
+    for ax, (i, j) in zip(axes.flat, pairs):
+        ok = rest[feasible[rest]]
+        bad = rest[~feasible[rest]]
+        ax.scatter(v[ok, i], v[ok, j], s=10, color="0.6", alpha=0.5, label=f"feasible ({int(feasible.sum())})")
+        ax.scatter(v[bad, i], v[bad, j], s=12, color="tab:red", marker="x", alpha=0.5,
+                   label=f"infeasible ({int((~feasible).sum())})")
+        f = np.nonzero(front)[0]
+        order = f[np.argsort(v[f, i])]
+        ax.plot(v[order, i], v[order, j], "-o", color="tab:blue", ms=5, lw=1.2, label=f"Pareto front ({len(f)})")
+        if k == 2:
+            step = max(1, len(order) // 12)
+            for n in order[::step]:
+                ax.annotate(labels[n], (v[n, i], v[n, j]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.set_xlabel(f"{names[i]} ({'max' if directions[i] == 'maximize' else 'min'})")
+        ax.set_ylabel(f"{names[j]} ({'max' if directions[j] == 'maximize' else 'min'})")
+        for axis, idx in (("x", i), ("y", j)):
+            pos = v[:, idx][np.isfinite(v[:, idx]) & (v[:, idx] > 0)]
+            if len(pos) and pos.max() / max(pos.min(), 1e-300) > 100:
+                getattr(ax, f"set_{axis}scale")("log")
+        ax.grid(True, alpha=0.25)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -85,7 +85,9 @@ def _index(node: yaml.Node, key: Key, lines: dict[Key, int]) -> None:
 
 def pydantic_error(exc: ValidationError, doc: YamlDoc, kind: type[ExplorerError], root: Any) -> ExplorerError:
     """The first pydantic error as one line: ``path:line: where: what (value seen)``."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelled key also makes the right key "missing": report the misspelling, it is the cause.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x in {"list", "dict"})))
     where = ".".join(str(x) for x in loc) or "file"
     msg = err["msg"].removeprefix("Value error, ")
@@ -96,7 +98,9 @@ def pydantic_error(exc: ValidationError, doc: YamlDoc, kind: type[ExplorerError]
         msg = "is required but missing"
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         msg = f"{msg} (got {err['input']!r})"
-    return kind(f"{where}: {msg}", path=doc.path, line=doc.line(*loc))
+    if err["type"] == "extra_forbidden":
+        where = ".".join(str(x) for x in loc[:-1])
+    return kind(f"{where}: {msg}" if where else msg, path=doc.path, line=doc.line(*loc))
 
 
 def _fields_at(root: Any, loc: tuple[Any, ...]) -> list[str]:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from explorer.commands import analyze, hardware
+from explorer.commands import analyze, hardware, study
 
-REGISTER = [analyze.register, hardware.register]
+REGISTER = [analyze.register, hardware.register, study.register]

@@ -47,6 +47,7 @@ class Cost:
     weight_read: Expr | None = None  # weight elements read; None means params + buffers
     moves_data: bool = True  # False for views and no-ops: no activation reads or writes
     parts: dict[str, Expr] = field(default_factory=dict)  # a named split of macs, e.g. attention
+    checks: tuple[Expr, ...] = ()  # inner sizes that must be positive integers (a head dim)
 
 
 @dataclass

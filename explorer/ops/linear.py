@@ -106,4 +106,4 @@ def attention(call: OpCall) -> OpResult:
              + b * heads * s * hd * (2 * t - 1))  # weights @ V
     params = (d * inner + 2 * dk * inner + inner * out) + ((3 * inner + out) if bias else 0)
     macs = sum(parts.values(), sympy.Integer(0))
-    return OpResult([(b, s, out)], Cost(params=params, macs=macs, flops=flops, parts=parts))
+    return OpResult([(b, s, out)], Cost(params=params, macs=macs, flops=flops, parts=parts, checks=(hd,)))

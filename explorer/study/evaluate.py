@@ -43,6 +43,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "params": ("params", "count"),
     "macs": ("macs", "count"),
     "flops": ("flops", "count"),
+    "macs_per_sample": ("macs / batch", "count"),
+    "flops_per_sample": ("flops / batch", "count"),
     "bytes": ("bytes", "bytes"),
     "bytes_read": ("bytes_read", "bytes"),
     "bytes_written": ("bytes_written", "bytes"),
@@ -120,6 +122,13 @@ class Evaluator:
         self.batch_dims = [d for d in self.dims if d not in dims]
         self._stage = _compile([model.symbols[a] for a in self.args], exprs + dims)
         self.n_coeffs = len(exprs)
+        self._key = sympy.lambdify([model.symbols[a] for a in model.symbols], self.dims, docstring_limit=0,
+                                   modules=[{"make_divisible": _scalar_make_divisible}, "math"])
+        self._all_args = list(model.symbols)
+
+    def key(self, values: Mapping[str, float]) -> tuple[float, ...]:
+        """The architecture: every distinct tensor dim at these values (cheap; no costs computed)."""
+        return tuple(float(d) for d in self._key(*(float(values[a]) for a in self._all_args)))
 
     # -- evaluation --------------------------------------------------------------------------------
     def vector(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -254,7 +263,7 @@ def _distinct_dims(model: Model) -> list[Any]:
     """Every distinct non-constant tensor dim and multiplicity of the graph."""
     seen: dict[Any, None] = {}
     for layer in [*model.inputs.values(), *model.layers]:
-        for shape in layer.out_shapes:
+        for shape in [*layer.out_shapes, layer.cost.checks]:
             for d in shape:
                 if not d.is_number:
                     seen.setdefault(d)
@@ -306,6 +315,8 @@ def _batch_stage(ev: Evaluator, coeffs: list[Any], inverse: Any, batch: Any,
     out["utilization"] = out["flops"] / latency / ev.peak
     out["intensity"] = out["flops"] / out["bytes"]
     out["peak_memory"] = out["weight_bytes"] + peak_live
+    out["macs_per_sample"] = out["macs"] / samples
+    out["flops_per_sample"] = out["flops"] / samples
     valid = np.isfinite(latency) & (latency > 0)
     return {m: out[m] for m in METRICS}, valid
 
@@ -381,6 +392,8 @@ def _scalar_metrics(ev: Evaluator, out: list[float], b: float, samples: float) -
     res["throughput"] = samples / latency
     res["utilization"] = res["flops"] / latency / ev.peak
     res["intensity"] = res["flops"] / res["bytes"]
+    res["macs_per_sample"] = res["macs"] / samples
+    res["flops_per_sample"] = res["flops"] / samples
     res["peak_memory"] = res["weight_bytes"] + max(live[2 * s] * b + live[2 * s + 1] for s in range(ev.n_steps))
     return {k: res[k] for k in METRICS}
 

@@ -1,0 +1,216 @@
+"""The pieces every convention table is written with: a layer view, rules and the Convention record.
+
+A convention reproduces what one counting tool prints for a PyTorch model equivalent to a spec.
+Each tool module holds ONE table, ``TABLE = {op: Rule(formula, note)}``, with a formula per
+explorer op (every op of :data:`explorer.ops.REGISTRY` appears, the ones the tool does not count
+as explicit zeros). A formula sees the layer as plain integers (:class:`View`) and returns the
+tool's count for one instance of that layer; the note says, in a few words, how the tool counts
+the op (it becomes the explanation of a difference, see :mod:`explorer.conventions.compare`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import sympy
+
+Number = int | Fraction | float
+Formula = Callable[["View", "Ctx"], Any]
+
+
+@dataclass
+class View:
+    """One layer as the tool would see it: integer shapes and plain attribute values."""
+
+    path: str
+    op: str
+    category: str
+    ins: list[tuple[int, ...]]
+    outs: list[tuple[int, ...]]
+    attrs: dict[str, Any]
+    macs: int = 0  # explorer's own counts for one instance (the `explorer` convention)
+    flops: int = 0
+    functional: bool = False  # the torch model calls it as torch.nn.functional, not as a module
+    reused: bool = False  # the same torch module is called again later in the forward
+
+    @property
+    def x(self) -> tuple[int, ...]:
+        """The first input shape (the output shape for ops without inputs)."""
+        return self.ins[0] if self.ins else self.outs[0]
+
+    @property
+    def y(self) -> tuple[int, ...]:
+        return self.outs[0]
+
+    @property
+    def n(self) -> int:
+        """The op's batch: the first dim of its input."""
+        return self.x[0]
+
+    @property
+    def numel_x(self) -> int:
+        return math.prod(self.x)
+
+    @property
+    def numel_y(self) -> int:
+        return math.prod(self.y)
+
+    def a(self, name: str) -> Any:
+        return self.attrs.get(name)
+
+    def pair(self, name: str, default: Any = None) -> tuple[Any, Any]:
+        """An int-or-pair attribute (kernel, stride, padding...) as (h, w)."""
+        value = self.attrs.get(name)
+        if value is None:
+            value = default
+        if isinstance(value, tuple):
+            return value[0], value[1]
+        return value, value
+
+    @property
+    def bias(self) -> bool:
+        return bool(self.attrs.get("bias", False))
+
+    @property
+    def affine(self) -> bool:
+        return bool(self.attrs.get("affine", True))
+
+    # -- shared geometry (the same for every tool) ---------------------------------------------
+    @property
+    def kernel(self) -> int:
+        kh, kw = self.pair("kernel")
+        return kh * kw
+
+    @property
+    def groups(self) -> int:
+        return int(self.attrs.get("groups") or 1)
+
+    @property
+    def conv_macs(self) -> int:
+        """Conv2d: N·Cout·Ho·Wo·(Cin/g)·kh·kw = N·Ho·Wo·numel(weight)."""
+        return self.numel_y * (self.x[1] // self.groups) * self.kernel
+
+    @property
+    def convt_macs(self) -> int:
+        """ConvTranspose2d: N·Hi·Wi·Cin·(Cout/g)·kh·kw = N·Hi·Wi·numel(weight), from the input pixels."""
+        return self.numel_x * (self.y[1] // self.groups) * self.kernel
+
+    @property
+    def weight_numel(self) -> int:
+        """Elements of the torch module's weight (conv, linear, norms, embedding)."""
+        if self.op == "conv2d":
+            return self.y[1] * (self.x[1] // self.groups) * self.kernel
+        if self.op == "conv_transpose2d":
+            return self.x[1] * (self.y[1] // self.groups) * self.kernel
+        if self.op == "linear":
+            return self.x[-1] * self.y[-1]
+        if self.op == "embedding":
+            return self.attrs["num"] * self.attrs["dim"]
+        raise KeyError(self.op)
+
+    @property
+    def rows(self) -> int:
+        """Linear: M, the product of all leading dims of the input."""
+        return math.prod(self.x[:-1])
+
+    @property
+    def matmul_macs(self) -> int:
+        """[..., M, K] @ [..., K, N] with broadcast batch dims: numel(out)·K (explorer's MACs)."""
+        return self.numel_y * self.x[-1]
+
+
+@dataclass
+class Ctx:
+    """What a whole model run shares: the batch the tool sees, and warnings or a tool failure."""
+
+    batch: int
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def fail(self, message: str) -> int:
+        """The tool raises on this model: record why; the layer counts 0 and the tool has no total."""
+        if message not in self.errors:
+            self.errors.append(message)
+        return 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One table entry: the formula, a short note ("counts X as ..."), and a tool key (fvcore)."""
+
+    fn: Formula
+    note: str
+    key: str | Callable[[View], str] | None = None
+
+    def key_of(self, v: View) -> str | None:
+        return self.key(v) if callable(self.key) else self.key
+
+
+def zero(note: str) -> Rule:
+    """An op the tool does not count, with the reason."""
+    return Rule(lambda v, c: 0, note)
+
+
+def zeros(ops: tuple[str, ...] | list[str], note: str) -> dict[str, Rule]:
+    """Several ops the tool does not count for the same reason."""
+    rule = zero(note)
+    return {op: rule for op in ops}
+
+
+def per_element(k: int, note: str, of: str = "x", key: str | None = None) -> Rule:
+    """k per element of the input (``of="x"``) or of the output (``of="y"``)."""
+    if of == "x":
+        return Rule(lambda v, c: k * v.numel_x, note, key)
+    return Rule(lambda v, c: k * v.numel_y, note, key)
+
+
+@dataclass(frozen=True)
+class Convention:
+    """One tool's way of counting: the table and how per-layer counts become its printed total."""
+
+    name: str
+    tool: str  # the tool and the call whose number this is
+    version: str
+    source: str  # source file(s) and function(s) the table follows
+    unit: str  # what the tool calls its number
+    ours: str  # explorer metric the count is compared with: "macs" or "flops"
+    table: Mapping[str, Rule]
+    extra: Mapping[str, Mapping[str, Rule]] = field(default_factory=dict)  # secondary numbers (MAdd...)
+    sees_functional: bool = True  # False: module hooks only, torch.nn.functional calls count 0
+    combine: Callable[[Any, View, Ctx], Number] | None = None  # raw formula value -> layer count
+    total: Callable[[list[Any], Ctx], int] | None = None  # raw values -> the printed total
+    notes: Callable[[list[Any], Ctx], list[tuple[str, Number]]] | None = None  # global differences
+    summary: str = ""
+
+
+def plain(value: Any) -> Any:
+    """sympy numbers -> int / Fraction / float; tuples element-wise; everything else as is."""
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, sympy.Basic):
+        if value.is_Integer:
+            return int(value)
+        if value.is_Rational:
+            return Fraction(int(value.p), int(value.q))
+        if value.is_Float:
+            return float(value)
+        if value in (sympy.true, sympy.false):
+            return bool(value)
+    return value
+
+
+def as_json_number(value: Number) -> int | float:
+    """An exact integer when it is one, else a float (ptflops' per-layer shares)."""
+    if isinstance(value, Fraction) and value.denominator == 1:
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) else float(value)

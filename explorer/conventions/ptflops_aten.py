@@ -1,0 +1,41 @@
+"""ptflops ``get_model_complexity_info(..., backend='aten')[0]``: a TorchDispatchMode over six aten ops.
+
+Source: ptflops/aten_ops.py ``ATEN_OPS_MAPPING`` (lines 109-116: aten.mm, aten.matmul, aten.addmm,
+aten.bmm, aten.convolution, aten._convolution), ``conv_flop``/``conv_flop_count`` (71-106, bias
+counted), ``addmm_flop`` (36-54, bias counted), ``matmul_flop`` (23-33), ``bmm_flop`` (57-68);
+ptflops/aten_engine.py. Every other aten op counts 0. A Linear with a bias runs as aten.addmm
+(an input of rank > 2 is flattened first), without one as aten.mm.
+"""
+
+from __future__ import annotations
+
+from explorer.conventions.base import Convention, Rule, zeros
+
+_NOT_MAPPED = "does not count it (not in ATEN_OPS_MAPPING)"
+
+TABLE = {
+    "conv2d": Rule(lambda v, c: v.conv_macs + (v.numel_y if v.bias else 0), "counts conv MACs plus the bias"),
+    "conv_transpose2d": Rule(lambda v, c: v.convt_macs + (v.numel_y if v.bias else 0),
+                             "counts transposed-conv MACs plus the bias"),
+    "linear": Rule(lambda v, c: v.rows * v.x[-1] * v.y[-1] + (v.rows * v.y[-1] if v.bias else 0),
+                   "counts Linear MACs plus the bias (aten.addmm)"),
+    "matmul": Rule(lambda v, c: v.matmul_macs, "counts a matmul's MACs (aten.bmm / aten.mm)"),
+    "attention": Rule(lambda v, c: 0, "does not see the fused attention path "
+                      "(aten._native_multi_head_attention is not mapped)"),
+    **zeros(("batchnorm", "layernorm", "groupnorm"), "does not count normalization (not mapped)"),
+    **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu",
+             "softmax"), "does not count activations (not mapped)"),
+    **zeros(("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean", "upsample"),
+            "does not count pooling or resampling (not mapped)"),
+    **zeros(("add", "mul", "sub", "div", "scale"), "does not count element-wise arithmetic (not mapped)"),
+    **zeros(("embedding", "concat", "channel_shuffle", "parameter"), _NOT_MAPPED),
+    **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
+             "split", "chunk", "crop"), "views and no-ops: nothing to count"),
+}
+
+CONVENTION = Convention(
+    name="ptflops-aten", tool="ptflops.get_model_complexity_info(model, ..., backend='aten')[0]", version="0.7.5",
+    source="ptflops/aten_ops.py: ATEN_OPS_MAPPING, conv_flop, addmm_flop, matmul_flop, bmm_flop",
+    unit="MACs", ours="macs", table=TABLE,
+    summary="MACs plus biases of conv, linear and matmul; nothing else",
+)

@@ -1,0 +1,71 @@
+"""Study results as rows: every trial, the feasible non-dominated front, files (CSV/JSON)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from explorer.errors import ExplorerError
+from explorer.study.config import Study
+from explorer.study.evaluate import METRICS
+from explorer.study.pareto import non_dominated, oriented
+from explorer.study.run import ATTR, open_study
+
+
+def trial_rows(study: Study) -> list[dict[str, Any]]:
+    """One row per finished trial: number, state, feasible, variables, target, every metric."""
+    from optuna.trial import TrialState
+
+    ostudy = open_study(study, create=False)
+    rows = []
+    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        info = t.user_attrs.get(ATTR) or {}
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(),
+                               "feasible": bool(info.get("feasible", False))}
+        row.update({k: (round(v, 12) if isinstance(v, float) else v) for k, v in t.params.items() if k != "target"})
+        if len(study.targets) > 1:
+            row["target"] = info.get("target") or t.params.get("target")
+        row.update(info.get("metrics") or {})
+        if info.get("same_as", t.number) != t.number:
+            row["same_as"] = info["same_as"]
+        rows.append(row)
+    return rows
+
+
+def front_mask(rows: list[dict[str, Any]], study: Study) -> np.ndarray:
+    """Feasible rows that no other feasible row dominates; an architecture met again later
+    (``same_as``) is shown once, at its first trial."""
+    feasible = np.array([r["feasible"] and r["state"] == "complete" and "same_as" not in r for r in rows],
+                        dtype=bool)
+    mask = np.zeros(len(rows), dtype=bool)
+    idx = np.nonzero(feasible)[0]
+    if len(idx):
+        values = oriented([[rows[i][o.metric] for o in study.objectives] for i in idx], study.directions)
+        mask[idx[non_dominated(values)]] = True
+    return mask
+
+
+def columns_of(rows: list[dict[str, Any]], study: Study) -> list[str]:
+    head = ["trial", "state", "feasible", *study.search, *(["target"] if len(study.targets) > 1 else [])]
+    present = {k for r in rows for k in r}
+    return [c for c in head if c in present or c in ("trial",)] + [m for m in METRICS if m in present] + \
+        (["same_as"] if "same_as" in present else [])
+
+
+def write_rows(rows: list[dict[str, Any]], columns: list[str], path: str | Path) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in (".csv", ".json"):
+        raise ExplorerError(f"cannot export to '{p}': use a .csv or .json file name")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() == ".json":
+        p.write_text(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2) + "\n")
+    else:
+        with p.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    return p
