@@ -128,17 +128,12 @@ class Ctx:
     """What a whole model run shares: the batch the tool sees, and warnings or a tool failure."""
 
     batch: int
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # why the tool raises -> first layer where
+    facts: list[str] = field(default_factory=list)  # how the torch model calls its layers (torchvision.py)
 
-    def warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)
-
-    def fail(self, message: str) -> int:
+    def fail(self, message: str, layer: str) -> int:
         """The tool raises on this model: record why; the layer counts 0 and the tool has no total."""
-        if message not in self.errors:
-            self.errors.append(message)
+        self.errors.setdefault(message, layer)
         return 0
 
 
@@ -186,8 +181,9 @@ class Convention:
     extra: Mapping[str, Mapping[str, Rule]] = field(default_factory=dict)  # secondary numbers (MAdd...)
     sees_functional: bool = True  # False: module hooks only, torch.nn.functional calls count 0
     combine: Callable[[Any, View, Ctx], Number] | None = None  # raw formula value -> layer count
-    total: Callable[[list[Any], Ctx], int] | None = None  # raw values -> the printed total
-    notes: Callable[[list[Any], Ctx], list[tuple[str, Number]]] | None = None  # global differences
+    face: Callable[[Any, View, Ctx], Number] | None = None  # raw -> layer count before global adjustments
+    total: Callable[[list[Any], Ctx, list[View]], int] | None = None  # raw values -> the printed total
+    notes: Callable[[list[Any], Ctx, list[View]], list[tuple[str, Number]]] | None = None  # global differences
     summary: str = ""
 
 

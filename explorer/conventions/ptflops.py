@@ -82,17 +82,28 @@ TABLE = {
 }
 
 
+def _parts(raw: tuple[int, float] | int) -> tuple[int, float]:
+    """(module, functional); a plain 0 from the zero rules is (0, 0)."""
+    return raw if isinstance(raw, tuple) else (raw, 0)
+
+
 def _combine(raw: tuple[int, float], v: View, c: Ctx) -> Fraction | float:
-    module, functional = raw
+    module, functional = _parts(raw)
     if v.functional:  # called as torch.nn.functional: no module, no hook
         module = 0
     share = Fraction(module, c.batch)
     return share + functional if not isinstance(functional, float) else float(share) + functional
 
 
+def _face(raw: tuple[int, float], v: View, c: Ctx) -> int | float:
+    """The layer's count at the full batch: module part (when a module) + functional part."""
+    module, functional = _parts(raw)
+    return (0 if v.functional else module) + functional
+
+
 def _split(raws: list[tuple[int, float]], views: list[View]) -> tuple[int, float]:
-    module = sum(0 if v.functional else r[0] for r, v in zip(raws, views))
-    return module, sum(r[1] for r in raws)
+    parts = [_parts(r) for r in raws]
+    return sum(0 if v.functional else p[0] for p, v in zip(parts, views)), sum(p[1] for p in parts)
 
 
 def _total(raws: list[tuple[int, float]], c: Ctx, views: list[View]) -> int:
@@ -117,7 +128,7 @@ CONVENTION = Convention(
     name="ptflops", tool="ptflops.get_model_complexity_info(model, ..., backend='pytorch')[0]", version="0.7.5",
     source="ptflops/pytorch_ops.py: MODULES_MAPPING, FUNCTIONAL_MAPPING, *_counter_hook; "
            "ptflops/pytorch_engine.py: get_flops_pytorch, compute_average_flops_cost",
-    unit="MACs", ours="macs", table=TABLE, combine=_combine, total=_total, notes=_notes,
+    unit="MACs", ours="macs", table=TABLE, combine=_combine, face=_face, total=_total, notes=_notes,
     summary="MACs plus biases; ReLU, GELU and pools counted twice (hook + patched functional); "
             "module hooks divided by the batch",
 )
