@@ -26,7 +26,8 @@ OURS = {"macs": "MACs", "flops": "FLOPs"}
 
 @dataclass
 class Difference:
-    """One reason a tool's total differs from explorer's: an op (or a global rule) and the amount."""
+    """One reason a tool's total differs from explorer's: the explorer ops it covers (comma-separated;
+    None for a global rule of the tool) and the amount, in the tool's unit."""
 
     convention: str
     op: str | None
@@ -77,11 +78,15 @@ def explain(result: Result, vs: list[View], ours: list[dict[str, int]]) -> list[
     if result.error:
         return [Difference(conv.name, None, 0, f"{conv.name} cannot run this model: {result.error}; "
                                                "it prints no total")]
-    by_op: dict[str, Number] = {}
+    by_note: dict[str, Number] = {}  # ops whose table entries share a note are explained together
+    ops: dict[str, list[str]] = {}
     for v, value, metrics in zip(vs, result.face, ours):
-        by_op[v.op] = by_op.get(v.op, 0) + value - metrics[conv.ours]
-    diffs = [Difference(conv.name, op, amount, f"{conv.name} {conv.table[op].note}: {signed(amount)}")
-             for op, amount in by_op.items() if amount != 0]
+        note = conv.table[v.op].note
+        by_note[note] = by_note.get(note, 0) + value - metrics[conv.ours]
+        if v.op not in ops.setdefault(note, []):
+            ops[note].append(v.op)
+    diffs = [Difference(conv.name, ", ".join(ops[note]), amount, f"{conv.name} {note}: {signed(amount)}")
+             for note, amount in by_note.items() if amount != 0]
     diffs.sort(key=lambda d: (-abs(d.amount), d.op or ""))
     diffs += [Difference(conv.name, None, amount, f"{conv.name} {text}: {signed(amount)}")
               for text, amount in result.notes if amount != 0]
