@@ -6,8 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.cost import METRICS, Costs, Precision, as_int, build_for, check_shapes, exact, \
-    resolve_values, substitution
+from explorer.cost import (
+    METRICS,
+    Costs,
+    Precision,
+    as_int,
+    build_for,
+    check_shapes,
+    exact,
+    resolve_values,
+    substitution,
+)
 from explorer.errors import SpecError
 from explorer.graph import Model
 from explorer.spec import Spec

@@ -399,7 +399,7 @@ class _Builder:
                 out[k] = self._attr(a, d[k], scope, (*key, k))
             except ExplorerError as exc:
                 exc.message = f"attribute '{k}': {exc.message}"
-                raise exc.located(self.spec.path, self.spec.line(*key, k))
+                raise exc.located(self.spec.path, self.spec.line(*key, k)) from None
         return out
 
     def _attr(self, a: Any, value: Any, scope: _Scope, key: tuple[Any, ...]) -> Any:
@@ -436,7 +436,7 @@ class _Builder:
         try:
             return ex.parse(value, ex.Scope(scope.names, lambda n: self._shape(self._ref(n, scope, key, None))))
         except ExplorerError as exc:
-            raise exc.located(self.spec.path, self.spec.line(*key))
+            raise exc.located(self.spec.path, self.spec.line(*key)) from None
 
     def node(self, path: str) -> Layer:
         return self.nodes[path]

@@ -151,12 +151,7 @@ class Spec(_Strict):
         return v
 
     def line(self, *key: Any) -> int | None:
-        k = tuple(key)
-        while k:
-            if k in self.lines:
-                return self.lines[k]
-            k = k[:-1]
-        return None
+        return yamlfile.line_of(self.lines, key) if key else None
 
     def symbols(self) -> dict[str, sympy.Symbol]:
         """One sympy symbol per variable, with assumptions that help simplification."""
@@ -168,14 +163,7 @@ class Spec(_Strict):
 
 def resolve_path(name: str | Path) -> Path:
     """A spec path, or the name of a bundled spec (``resnet50``)."""
-    p = Path(name)
-    if p.exists() or p.suffix in (".yaml", ".yml"):
-        return p
-    bundled = SPECS_DIR / f"{name}.yaml"
-    if bundled.exists():
-        return bundled
-    known = [q.stem for q in SPECS_DIR.glob("*.yaml")]
-    raise SpecError(f"no spec file '{name}', and no bundled spec of that name{did_you_mean(str(name), known)}")
+    return yamlfile.find(name, SPECS_DIR, SpecError, "spec")
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -30,13 +30,29 @@ class YamlDoc:
     lines: dict[Key, int]
 
     def line(self, *key: Any) -> int | None:
-        """Line of ``key``, or of its nearest enclosing entry that has one."""
-        k = tuple(key)
-        while k:
-            if k in self.lines:
-                return self.lines[k]
-            k = k[:-1]
-        return self.lines.get((), 1)
+        return line_of(self.lines, key) or 1
+
+
+def find(name: str | Path, folder: Path, kind: type[ExplorerError], what: str) -> Path:
+    """A path as given, or the bundled ``folder/NAME.yaml`` (with "did you mean" when neither exists)."""
+    p = Path(name)
+    if p.exists() or p.suffix in (".yaml", ".yml"):
+        return p
+    bundled = folder / f"{name}.yaml"
+    if bundled.exists():
+        return bundled
+    known = [q.stem for q in folder.glob("*.yaml")]
+    raise kind(f"no {what} file '{name}', and no bundled {what} of that name{did_you_mean(str(name), known)}")
+
+
+def line_of(lines: dict[Key, int], key: tuple[Any, ...]) -> int | None:
+    """Line of ``key``, or of its nearest enclosing entry that has one."""
+    k = tuple(key)
+    while k:
+        if k in lines:
+            return lines[k]
+        k = k[:-1]
+    return lines.get(())
 
 
 def load(path: str | Path, kind: type[ExplorerError] = ExplorerError) -> YamlDoc:

@@ -89,15 +89,8 @@ class Device:
 
 
 def resolve(name: str | Path) -> Path:
-    p = Path(name)
-    if p.exists() or p.suffix in (".yaml", ".yml"):
-        return p
-    bundled = HARDWARE_DIR / f"{name}.yaml"
-    if bundled.exists():
-        return bundled
-    known = [q.stem for q in HARDWARE_DIR.glob("*.yaml")]
-    raise HardwareError(f"no hardware profile '{name}'{did_you_mean(str(name), known)}; "
-                        "see 'explorer hardware' for the list")
+    """A profile path, or a bundled profile's name (``explorer hardware`` lists them)."""
+    return yamlfile.find(name, HARDWARE_DIR, HardwareError, "hardware profile")
 
 
 def load_device(name: str | Path) -> Device:

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from explorer.ops import activation, conv, elementwise, linear, norm, pooling, tensor  # noqa: F401
-from explorer.ops.base import ALIASES, REGISTRY, REQUIRED, Attr, Cost, OpCall, OpDef, OpResult, numel
+from explorer.ops.base import (
+    ALIASES,
+    REGISTRY,
+    REQUIRED,
+    Attr,
+    Cost,
+    OpCall,
+    OpDef,
+    OpResult,
+    numel,
+)
 
 __all__ = ["ALIASES", "REGISTRY", "REQUIRED", "Attr", "Cost", "OpCall", "OpDef", "OpResult", "numel"]
