@@ -13,8 +13,6 @@ import time
 import numpy as np
 
 import explorer
-from explorer.cost import Costs
-from explorer.graph import build
 
 
 def best(fn, repeat: int = 5) -> float:
@@ -37,23 +35,34 @@ def cold_cli() -> None:
           f"min {min(runs):.3f} s (target < 1.5 s)")
 
 
+_DERIVE = """
+import json, time, sys
+from explorer.cost import Costs
+from explorer.graph import build
+from explorer.spec import load_spec
+spec = load_spec("resnet50")
+bind = json.loads(sys.argv[1])
+t = time.perf_counter()
+costs = Costs(build(spec, bind))
+costs.totals
+print(time.perf_counter() - t, len(costs.model.layers))
+"""
+
+
 def derive() -> None:
-    spec = explorer.load_spec("resnet50")
-
-    def closed_forms(bind=None):
-        costs = Costs(build(spec, bind))
-        return costs.totals
-
-    t50 = best(lambda: closed_forms())
-    t50u = best(lambda: closed_forms({"depth": 6, "depth2": 4}))
-    t101 = best(lambda: closed_forms({"depth": 23, "depth2": 4}))
-    t152 = best(lambda: closed_forms({"depth": 36, "depth2": 8}))
-    n = {k: len(build(spec, b).layers) for k, b in
-         (("50", {"depth": 6, "depth2": 4}), ("101", {"depth": 23, "depth2": 4}), ("152", {"depth": 36, "depth2": 8}))}
-    print(f"derive resnet50 closed forms (depth symbolic): {t50:.3f} s (target < 1 s)")
-    print(f"derive unrolled: resnet50 {t50u:.3f} s ({n['50']} layers), resnet101 {t101:.3f} s ({n['101']}), "
-          f"resnet152 {t152:.3f} s ({n['152']}): {t152 / n['152'] * 1000:.2f} ms/layer vs "
-          f"{t50u / n['50'] * 1000:.2f} ms/layer")
+    """First derivation in a fresh process (sympy caches results, so repeats in one process lie)."""
+    cases = [("resnet50, depth symbolic", "null"), ("resnet50 unrolled", '{"depth": 6, "depth2": 4}'),
+             ("resnet101 unrolled", '{"depth": 23, "depth2": 4}'), ("resnet152 unrolled", '{"depth": 36, "depth2": 8}')]
+    for label, bind in cases:
+        runs = []
+        for _ in range(3):
+            out = subprocess.run([sys.executable, "-c", _DERIVE, bind], capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(out.stderr)
+            seconds, layers = out.stdout.split()
+            runs.append(float(seconds))
+        print(f"derive closed forms, {label}: {min(runs):.3f} s ({layers} layers, "
+              f"{min(runs) / int(layers) * 1e3:.2f} ms/layer; target < 1 s for resnet50)")
 
 
 def vectorized() -> None:

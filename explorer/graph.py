@@ -360,7 +360,7 @@ class _Builder:
         except (TypeError, ValueError, ZeroDivisionError) as exc:
             raise SpecError(f"{opdef.name}: cannot apply to input shapes "
                             f"{', '.join(fmt_shape(s) for s in shapes)}: {exc}") from None
-        _check_dims(result.outputs)
+        _check_dims([*result.outputs, result.cost.checks])
         out_dtype = self.spec.dtype
         if not result.cost.moves_data and dtypes and opdef.category == "shape":
             out_dtype = dtypes[0]
