@@ -132,6 +132,9 @@ def open_study(study: Study, worker: int = 0, create: bool = True) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not create and _missing_file(study.storage):
+        raise StudyError(f"no study '{study.name}' yet: {study.storage} does not exist; run "
+                         f"'explorer study run {study.path}' first", path=study.path)
     storage = open_storage(study)
     sampler = make_sampler(study, worker)
     if not create:
@@ -147,6 +150,13 @@ def open_study(study: Study, worker: int = 0, create: bool = True) -> Any:
         raise StudyError(f"the stored study '{study.name}' has directions {stored}, the file asks for "
                          f"{study.directions}; use another name or storage", path=study.path)
     return s
+
+
+def _missing_file(url: str) -> bool:
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            return not Path(url.removeprefix(prefix)).exists()
+    return False
 
 
 @contextlib.contextmanager
