@@ -26,6 +26,9 @@ def register(sub: Any) -> None:
     p.add_argument("--per-layer", action="store_true", help="one row per layer")
     p.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
     p.add_argument("--exact", action="store_true", help="exact integers instead of K/M/G")
+    p.add_argument("--convention", metavar="NAME", type=convention_name,
+                   help="also count as a tool does: explorer, torch, fvcore, thop, ptflops, ptflops-aten, "
+                        "torchinfo, torchstat, calflops (docs/conventions.md)")
     add_hardware_args(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -43,6 +46,17 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("specs", help="list the bundled specs")
     p.set_defaults(func=cmd_specs)
+
+
+def convention_name(text: str) -> str:
+    """argparse type for --convention: a known name, or a one-line error with a suggestion."""
+    from explorer.conventions import get
+    from explorer.errors import ExplorerError
+
+    try:
+        return get(text).name
+    except ExplorerError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def add_set(p: argparse.ArgumentParser, help: str = "set a variable (repeatable)") -> None:
@@ -64,6 +78,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     overrides = parse_assignments(args.set)
+    if args.hardware and args.convention:
+        from explorer.errors import ExplorerError
+
+        raise ExplorerError("--convention and --hardware cannot be combined")
     if args.hardware:
         from explorer.commands.hardware import analyze_on_hardware
 
@@ -73,7 +91,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         raise ExplorerError("--dtype, --weight-dtype, --memory-budget and --sort time need --hardware")
     result = analyze(spec, overrides, Precision(spec.dtype))
+    if args.convention:
+        return _emit_convention(args, result)
     emit(args, result.to_dict(), COST_COLUMNS)
+    return 0
+
+
+def _emit_convention(args: argparse.Namespace, result: Any) -> int:
+    """The analysis plus one tool's count: ``totals.count`` and a per-layer ``convention_count``."""
+    from explorer.conventions import annotate
+
+    data = annotate(result, result.to_dict(), args.convention)
+    conv = data["convention"]
+    also = "".join(f", {k} {v:,}" for k, v in conv["also"].items() if v is not None)
+    shown = "no total: " + conv["error"] if conv["error"] else f"{data['totals']['count']:,} {conv['unit']}{also}"
+    data["header"] = f"convention {conv['name']} ({conv['tool']}, {conv['version']}): {shown}"
+    column = Column("convention_count", f"{conv['name']} {conv['unit']}", report.human)
+    if args.format == "csv":  # the csv 'count' column is the layer multiplicity: total under its own key
+        totals = dict(data["totals"])
+        totals["convention_count"] = totals.pop("count")
+        data = {**data, "totals": totals}
+    emit(args, data, [*COST_COLUMNS, column])
     return 0
 
 
@@ -105,7 +143,7 @@ def totals_table(totals: dict[str, Any], exact: bool, render: Any) -> str:
            "utilization": lambda v: f"{100 * v:.1f} %", "arithmetic_intensity": lambda v: f"{v:.2f} FLOP/B",
            "fits": str, "weight_bytes": lambda v: report.human(v, "B"),
            "peak_memory_bytes": lambda v: report.human(v, "B"), "ridge_point": lambda v: f"{v:.2f} FLOP/B",
-           "peak_at": str}
+           "peak_at": str, "count": lambda v: "n/a" if v is None else report.human(v)}
     units = {c.key: c.human for c in COST_COLUMNS}
     rows = []
     for key, value in totals.items():

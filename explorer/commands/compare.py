@@ -53,7 +53,7 @@ def render(result: Any, markdown: bool = False, exact: bool = False) -> str:
     fmt = _fmt(exact)
     names = list(result.results)
     columns = [Column("category", "op type", align="<"), Column("explorer", "explorer MACs", fmt),
-               Column("explorer FLOPs", "explorer FLOPs", fmt)]
+               Column("explorer_flops", "explorer FLOPs", fmt)]
     columns += [Column(n, n, fmt) for n in names if n != "explorer"]
     rows = [{k: ("error" if v is None else v) for k, v in row.items()} for row in result.rows]
     draw = report.markdown if markdown else report.table

@@ -18,9 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.analysis import Analysis
-from explorer.conventions import (calflops, exact, flop_counter, fvcore, ptflops, ptflops_aten, thop, torchinfo,
-                                  torchstat)
+from explorer.conventions import (
+    calflops,
+    exact,
+    flop_counter,
+    fvcore,
+    ptflops,
+    ptflops_aten,
+    thop,
+    torchinfo,
+    torchstat,
+)
 from explorer.conventions.base import Convention, Ctx, Number, Rule, View, as_json_number, plain
+from explorer.conventions.compare import compare
 from explorer.conventions.torchvision import mark
 from explorer.cost import exact as exact_value
 from explorer.cost import substitution
@@ -130,8 +140,6 @@ def annotate(analysis: Analysis, data: dict[str, Any], convention: Convention | 
         row["convention_count"] = as_json_number(value)
     return data
 
-
-from explorer.conventions.compare import compare  # noqa: E402  (compare uses the names above)
 
 __all__ = ["CONVENTIONS", "Convention", "Result", "Rule", "View", "annotate", "compare", "count_layers",
            "evaluate", "get", "views"]

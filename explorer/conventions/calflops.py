@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from explorer.conventions.base import Convention, Ctx, Rule, View, zeros
+from explorer.conventions.base import Convention, Ctx, Formula, Rule, View, zeros
 
 
 def _conv_out(v: View) -> tuple[int, int]:
@@ -57,7 +57,7 @@ def _upsample(v: View, c: Ctx) -> int:
     return v.numel_x
 
 
-def _norm(affine: int, plain: int) -> object:
+def _norm(affine: int, plain: int) -> Formula:
     return lambda v, c: v.numel_x * (affine if v.affine else plain)
 
 

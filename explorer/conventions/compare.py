@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from explorer.conventions.base import Number, View, as_json_number
+from explorer.ops.base import CATEGORIES
 from explorer.report import human
 
 if TYPE_CHECKING:
@@ -122,17 +123,16 @@ def compare(analysis: Analysis) -> Comparison:
     results = {name: evaluate(analysis, conv) for name, conv in CONVENTIONS.items()}
     ours = [row.metrics for row in analysis.layers]
     present = {v.category for v in vs}
-    from explorer.ops.base import CATEGORIES
     categories = [*CORE, *(c for c in CATEGORIES if c in present and c not in CORE)]
     rows = []
     for cat in categories:
         row: dict[str, Any] = {"category": cat}
         for name, r in results.items():
             row[name] = sum((p for v, p in zip(vs, r.per_layer) if v.category == cat), 0)
-        row["explorer FLOPs"] = sum(m["flops"] for v, m in zip(vs, ours) if v.category == cat)
+        row["explorer_flops"] = sum(m["flops"] for v, m in zip(vs, ours) if v.category == cat)
         rows.append(row)
     total: dict[str, Any] = {"category": "total", **{name: r.total for name, r in results.items()}}
-    total["explorer FLOPs"] = analysis.totals["flops"]
+    total["explorer_flops"] = analysis.totals["flops"]
     rows.append(total)
     explanations = {name: explain(r, vs, ours) for name, r in results.items() if name != "explorer"}
     return Comparison(analysis.spec.name, dict(analysis.values), results, rows, explanations,

@@ -10,21 +10,27 @@ Eval mode (the refs' setup): BatchNorm counts 1 per element, 2 when affine.
 
 from __future__ import annotations
 
-from explorer.conventions.base import Convention, Rule, per_element, zeros
+from explorer.conventions.base import Convention, Ctx, Formula, Rule, View, per_element, zeros
 
 _UNSUPPORTED = "does not count it (no handle: listed by unsupported_ops())"
 
 
-def _upsample_key(v) -> str:
+def _upsample_key(v: View) -> str:
     return "upsample_bilinear2d" if v.a("mode") == "bilinear" else "upsample_nearest2d"
 
 
-def _norm(affine: int, plain: int) -> object:
+def _norm(affine: int, plain: int) -> Formula:
     return lambda v, c: v.numel_x * (affine if v.affine else plain)
 
 
+def _conv(v: View, c: Ctx) -> int:
+    """A string padding traces as aten::_convolution_mode, which has no handle."""
+    return 0 if v.a("padding") in ("same", "valid") else v.conv_macs
+
+
 TABLE = {
-    "conv2d": Rule(lambda v, c: v.conv_macs, "counts conv MACs, bias ignored", "conv"),
+    "conv2d": Rule(_conv, "counts conv MACs, bias ignored; 0 for padding='same'/'valid' "
+                   "(aten::_convolution_mode has no handle)", "conv"),
     "conv_transpose2d": Rule(lambda v, c: v.convt_macs, "counts transposed-conv MACs, bias ignored", "conv"),
     "linear": Rule(lambda v, c: v.numel_x * v.y[-1], "counts Linear MACs, bias ignored", "linear"),
     "matmul": Rule(lambda v, c: v.numel_x * v.y[-1], "counts a matmul as prod(a)·b[-1]", "matmul"),

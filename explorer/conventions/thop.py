@@ -9,13 +9,13 @@ returns a float; every count here is an integer below 2**53, so the float is exa
 
 from __future__ import annotations
 
-from explorer.conventions.base import Convention, Rule, View, zeros
+from explorer.conventions.base import Convention, Ctx, Rule, View, zeros
 
 _ZERO_OPS = "does not count it (registered as zero_ops)"
 _NOT_REGISTERED = "does not count it (no hook registered for the module)"
 
 
-def _adaptive_avg(v: View, c: object) -> int:
+def _adaptive_avg(v: View, c: Ctx) -> int:
     """count_adap_avgpool: int((prod(Hi/Ho, Wi/Wo) + 1) * numel(y)), kernel ratio in float64."""
     kernel = 1.0
     for i, o in zip(v.x[2:], v.y[2:]):
@@ -23,7 +23,7 @@ def _adaptive_avg(v: View, c: object) -> int:
     return int((kernel + 1) * v.numel_y)
 
 
-def _softmax(v: View, c: object) -> int:
+def _softmax(v: View, c: Ctx) -> int:
     """calculate_softmax: (numel / F) * (F exp + (F - 1) add + F div), F = x[dim]."""
     f = v.x[int(v.a("axis"))]
     return (v.numel_x // f) * (3 * f - 1)

@@ -11,21 +11,22 @@ Layers without parameters count 0; so does ``nn.MultiheadAttention`` (not a leaf
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from explorer.conventions.base import Convention, Rule, View, zeros
+from explorer.conventions.base import Convention, Ctx, Formula, Rule, View, zeros
 
 _NO_PARAMS = "does not count layers without parameters"
 
 
-def _conv(v: View, c: object) -> int:
+def _conv(v: View, c: Ctx) -> int:
     return (v.weight_numel + (v.y[1] if v.bias else 0)) * v.y[0] * math.prod(v.y[2:])
 
 
-def _linear(v: View, c: object) -> int:
+def _linear(v: View, c: Ctx) -> int:
     return (v.weight_numel + (v.y[-1] if v.bias else 0)) * v.y[0]
 
 
-def _affine(numel) -> object:
+def _affine(numel: Callable[[View], int]) -> Formula:
     return lambda v, c: numel(v) * v.y[0] if v.affine else 0
 
 

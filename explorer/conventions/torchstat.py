@@ -27,20 +27,21 @@ def _linear_flops(v: View, c: Ctx) -> int:
     return v.x[0] * v.x[1] * v.y[1]
 
 
-def _bn(per_element: int) -> object:
-    """BatchNorm2d only: 4-D input (other ranks are BatchNorm1d/3d, not supported)."""
-    def formula(v: View, c: Ctx) -> int:
-        if len(v.x) != 4:
-            return 0
-        return v.numel_x * (2 if v.affine else 1) if per_element == 0 else per_element * math.prod(v.x[1:])
-    return formula
+def _bn_flops(v: View, c: Ctx) -> int:
+    """compute_BatchNorm2d_flops: numel(x), x2 when affine; BatchNorm2d only (a 4-D input)."""
+    return v.numel_x * (2 if v.affine else 1) if len(v.x) == 4 else 0
+
+
+def _bn_madd(v: View, c: Ctx) -> int:
+    """compute_BatchNorm2d_madd: 4·C·H·W (sub mean, div std, mul, add), per sample."""
+    return 4 * math.prod(v.x[1:]) if len(v.x) == 4 else 0
 
 
 FLOPS = {
     "conv2d": Rule(lambda v, c: v.conv_macs + (v.numel_y if v.bias else 0), "counts conv MACs plus the bias"),
     "conv_transpose2d": Rule(lambda v, c: 0, "does not count transposed convs (not supported)"),
     "linear": Rule(_linear_flops, "counts Linear MACs, bias ignored (2-D input only)"),
-    "batchnorm": Rule(_bn(0), "counts BatchNorm as 2 per element (1 without affine)"),
+    "batchnorm": Rule(_bn_flops, "counts BatchNorm as 2 per element (1 without affine)"),
     "relu": Rule(lambda v, c: v.numel_x, "counts ReLU as 1 per element" + _LAST),
     "relu6": Rule(lambda v, c: v.numel_x, "counts ReLU6 as 1 per element" + _LAST),
     "leaky_relu": Rule(lambda v, c: v.numel_x, "counts LeakyReLU as 1 per element" + _LAST),
@@ -71,7 +72,7 @@ MADD = {
     "conv2d": Rule(_conv_madd, "counts conv as 2·K - 1 (+1 with bias) per output element, per sample"),
     "conv_transpose2d": Rule(_convt_madd, "counts a transposed conv per input pixel, per sample"),
     "linear": Rule(lambda v, c: v.y[-1] * (2 * v.x[-1] - 1), "counts Linear as 2I - 1 per output, per sample"),
-    "batchnorm": Rule(_bn(4), "counts BatchNorm as 4 per element, per sample"),
+    "batchnorm": Rule(_bn_madd, "counts BatchNorm as 4 per element, per sample"),
     "relu": Rule(lambda v, c: math.prod(v.x[1:]), "counts ReLU as 1 per element, per sample" + _LAST),
     "relu6": Rule(lambda v, c: math.prod(v.x[1:]), "counts ReLU6 as 1 per element, per sample" + _LAST),
     "leaky_relu": Rule(lambda v, c: 0, "does not count LeakyReLU's MAdd (not supported)"),
