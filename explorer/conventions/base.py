@@ -154,6 +154,17 @@ def zero(note: str) -> Rule:
     return Rule(lambda v, c: 0, note)
 
 
+# Op groups that most tables treat alike (each table still names every op, via these).
+NORMS = ("batchnorm", "layernorm", "groupnorm")
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu",
+    "softmax")
+POOLING = ("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean", "upsample")
+ELEMENTWISE = ("add", "mul", "sub", "div", "scale")
+DATA = ("embedding", "concat", "channel_shuffle", "parameter")
+VIEWS = ("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
+    "split", "chunk", "crop")
+
+
 def zeros(ops: tuple[str, ...] | list[str], note: str) -> dict[str, Rule]:
     """Several ops the tool does not count for the same reason."""
     rule = zero(note)

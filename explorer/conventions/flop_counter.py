@@ -9,7 +9,17 @@ refs' setup) runs ``aten._native_multi_head_attention``, which is not in the reg
 
 from __future__ import annotations
 
-from explorer.conventions.base import Convention, Rule, zeros
+from explorer.conventions.base import (
+    ACTIVATIONS,
+    DATA,
+    ELEMENTWISE,
+    NORMS,
+    POOLING,
+    VIEWS,
+    Convention,
+    Rule,
+    zeros,
+)
 
 _NOT_REGISTERED = "does not count it (not in flop_registry)"
 
@@ -22,15 +32,13 @@ TABLE = {
     "matmul": Rule(lambda v, c: 2 * v.matmul_macs, "counts a matmul as 2 FLOPs per MAC (no minus-one)"),
     "attention": Rule(lambda v, c: 0, "does not see the fused attention path "
                       "(aten._native_multi_head_attention has no flop formula)"),
-    **zeros(("batchnorm", "layernorm", "groupnorm"), "does not count normalization (not in flop_registry)"),
-    **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu",
-             "softmax"), "does not count activations (not in flop_registry)"),
-    **zeros(("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean", "upsample"),
+    **zeros(NORMS, "does not count normalization (not in flop_registry)"),
+    **zeros(ACTIVATIONS, "does not count activations (not in flop_registry)"),
+    **zeros(POOLING,
             "does not count pooling or resampling (not in flop_registry)"),
-    **zeros(("add", "mul", "sub", "div", "scale"), "does not count element-wise arithmetic (not in flop_registry)"),
-    **zeros(("embedding", "concat", "channel_shuffle", "parameter"), _NOT_REGISTERED),
-    **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
-             "split", "chunk", "crop"), "views and no-ops: nothing to count"),
+    **zeros(ELEMENTWISE, "does not count element-wise arithmetic (not in flop_registry)"),
+    **zeros(DATA, _NOT_REGISTERED),
+    **zeros(VIEWS, "views and no-ops: nothing to count"),
 }
 
 CONVENTION = Convention(

@@ -9,7 +9,17 @@ ptflops/aten_engine.py. Every other aten op counts 0. A Linear with a bias runs 
 
 from __future__ import annotations
 
-from explorer.conventions.base import Convention, Rule, zeros
+from explorer.conventions.base import (
+    ACTIVATIONS,
+    DATA,
+    ELEMENTWISE,
+    NORMS,
+    POOLING,
+    VIEWS,
+    Convention,
+    Rule,
+    zeros,
+)
 
 _NOT_MAPPED = "does not count it (not in ATEN_OPS_MAPPING)"
 
@@ -22,15 +32,13 @@ TABLE = {
     "matmul": Rule(lambda v, c: v.matmul_macs, "counts a matmul's MACs (aten.bmm / aten.mm)"),
     "attention": Rule(lambda v, c: 0, "does not see the fused attention path "
                       "(aten._native_multi_head_attention is not mapped)"),
-    **zeros(("batchnorm", "layernorm", "groupnorm"), "does not count normalization (not mapped)"),
-    **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu",
-             "softmax"), "does not count activations (not mapped)"),
-    **zeros(("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean", "upsample"),
+    **zeros(NORMS, "does not count normalization (not mapped)"),
+    **zeros(ACTIVATIONS, "does not count activations (not mapped)"),
+    **zeros(POOLING,
             "does not count pooling or resampling (not mapped)"),
-    **zeros(("add", "mul", "sub", "div", "scale"), "does not count element-wise arithmetic (not mapped)"),
-    **zeros(("embedding", "concat", "channel_shuffle", "parameter"), _NOT_MAPPED),
-    **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
-             "split", "chunk", "crop"), "views and no-ops: nothing to count"),
+    **zeros(ELEMENTWISE, "does not count element-wise arithmetic (not mapped)"),
+    **zeros(DATA, _NOT_MAPPED),
+    **zeros(VIEWS, "views and no-ops: nothing to count"),
 }
 
 CONVENTION = Convention(

@@ -13,7 +13,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from explorer.conventions.base import Convention, Ctx, Formula, Rule, View, zeros
+from explorer.conventions.base import (
+    ACTIVATIONS,
+    ELEMENTWISE,
+    POOLING,
+    VIEWS,
+    Convention,
+    Ctx,
+    Formula,
+    Rule,
+    View,
+    zeros,
+)
 
 _NO_PARAMS = "does not count layers without parameters"
 
@@ -43,14 +54,12 @@ TABLE = {
     "layernorm": Rule(_affine(lambda v: 2 * math.prod(v.x[-int(v.a("dims")):])),
                       "counts LayerNorm as its 2D affine parameters per sample"),
     "embedding": Rule(lambda v, c: v.weight_numel * v.y[0], "counts an Embedding as its whole table per sample"),
-    **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu",
-             "softmax"), "does not count activations (no parameters)"),
-    **zeros(("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean", "upsample"),
+    **zeros(ACTIVATIONS, "does not count activations (no parameters)"),
+    **zeros(POOLING,
             "does not count pooling (no parameters)"),
-    **zeros(("add", "mul", "sub", "div", "scale"), "does not count element-wise arithmetic (no parameters)"),
+    **zeros(ELEMENTWISE, "does not count element-wise arithmetic (no parameters)"),
     **zeros(("concat", "channel_shuffle", "parameter"), _NO_PARAMS),
-    **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
-             "split", "chunk", "crop"), "views and no-ops: nothing to count"),
+    **zeros(VIEWS, "views and no-ops: nothing to count"),
 }
 
 CONVENTION = Convention(
