@@ -129,7 +129,7 @@ class Spec(_Strict):
 
     # Not part of the file: where it came from, for error messages.
     path: str = Field(default="<spec>", exclude=True)
-    lines: dict[Any, int] = Field(default_factory=dict, exclude=True, repr=False)
+    lines: Any = Field(default_factory=dict, exclude=True, repr=False)  # yamlfile.Lines
 
     @field_validator("inputs")
     @classmethod

@@ -1,11 +1,13 @@
 """YAML loading with line numbers, for errors that point at the offending line.
 
-``yaml.safe_load`` builds the data; ``yaml.compose`` (the safe node tree, no object construction)
-gives the line of every mapping key and sequence item.
+``yaml.safe_load`` builds the data; ``yaml.compose`` (the node tree, no object construction)
+gives the line of every mapping key and sequence item. Lines are only needed to report an error,
+so the composition runs on first use (with libyaml's parser when PyYAML has it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +23,44 @@ Key = tuple[Any, ...]
 MAX_ENTRIES = 100_000
 
 
+class Lines(Mapping[Key, int]):
+    """Key path (``("layers", 3, "out")``) -> 1-based line, composed on first use."""
+
+    def __init__(self, text: str, path: str, kind: type[ExplorerError]) -> None:
+        self._text, self._path, self._kind = text, path, kind
+        self._map: dict[Key, int] | None = None
+
+    def _lines(self) -> dict[Key, int]:
+        if self._map is None:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            node = yaml.compose(self._text, Loader=loader)
+            lines: dict[Key, int] = {}
+            if node is not None:
+                lines[()] = node.start_mark.line + 1
+                try:
+                    _index(node, (), lines)
+                except ExplorerError as exc:
+                    raise self._kind(exc.message, path=self._path) from None
+            self._map = lines
+        return self._map
+
+    def __getitem__(self, key: Key) -> int:
+        return self._lines()[key]
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._lines())
+
+    def __len__(self) -> int:
+        return len(self._lines())
+
+
 @dataclass
 class YamlDoc:
-    """Parsed data plus a map from key paths (``("layers", 3, "out")``) to 1-based lines."""
+    """Parsed data plus the line of every key path."""
 
     path: str
     data: Any
-    lines: dict[Key, int]
+    lines: Mapping[Key, int]
 
     def line(self, *key: Any) -> int | None:
         return line_of(self.lines, key) or 1
@@ -45,7 +78,7 @@ def find(name: str | Path, folder: Path, kind: type[ExplorerError], what: str) -
     raise kind(f"no {what} file '{name}', and no bundled {what} of that name{did_you_mean(str(name), known)}")
 
 
-def line_of(lines: dict[Key, int], key: tuple[Any, ...]) -> int | None:
+def line_of(lines: Mapping[Key, int], key: tuple[Any, ...]) -> int | None:
     """Line of ``key``, or of its nearest enclosing entry that has one."""
     k = tuple(key)
     while k:
@@ -67,21 +100,15 @@ def load(path: str | Path, kind: type[ExplorerError] = ExplorerError) -> YamlDoc
 
 def loads(text: str, path: str = "<string>", kind: type[ExplorerError] = ExplorerError) -> YamlDoc:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise kind(f"YAML syntax error: {problem}", path=path, line=line) from None
-    lines: dict[Key, int] = {}
-    if node is not None:
-        lines[()] = node.start_mark.line + 1
-        try:
-            _index(node, (), lines)
-        except ExplorerError as exc:
-            raise kind(exc.message, path=path) from None
-    return YamlDoc(path, data, lines)
+    except RecursionError:
+        raise kind("YAML nests too deeply", path=path) from None
+    return YamlDoc(path, data, Lines(text, path, kind))
 
 
 def _index(node: yaml.Node, key: Key, lines: dict[Key, int]) -> None:
