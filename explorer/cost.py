@@ -185,7 +185,7 @@ def substitution(model: Model, values: Mapping[str, Any]) -> dict[sympy.Symbol, 
 
 def exact(e: Any, subs: Mapping[sympy.Symbol, Any]) -> Any:
     """Evaluate exactly (rational arithmetic)."""
-    return sympy.sympify(e).xreplace(subs)
+    return ex.as_expr(e).xreplace(subs)
 
 
 def as_int(value: Any, what: str) -> int:

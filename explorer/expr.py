@@ -115,6 +115,15 @@ class Scope:
         raise ExpressionError(f"unknown name '{name}'{did_you_mean(name, known)}")
 
 
+def as_expr(value: Any) -> Value:
+    """A sympy object or a Python number as a sympy object; text is refused (use :func:`parse`)."""
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, (bool, int, float, Fraction)):
+        return number(value)
+    raise TypeError(f"expected a sympy object or a number, got {type(value).__name__}")
+
+
 def number(value: bool | int | float | Fraction) -> Value:
     """A YAML or literal number as an exact sympy number (floats by their decimal text)."""
     if isinstance(value, bool):

@@ -457,7 +457,7 @@ class _Builder:
 
     def _check(self, a: Any, b: Any) -> bool | None:
         """Are two dims equal? True if provably, False if they differ at the defaults, else None."""
-        diff = sympy.sympify(a - b)
+        diff = ex.as_expr(a - b)
         if diff == 0:
             return True
         if diff.is_number:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sympy
 
+from explorer import expr as ex
 from explorer.errors import SpecError
 from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, fmt_shape, numel, op
 
@@ -25,7 +26,7 @@ def _axis(call: OpCall, value: object, rank: int | None = None) -> int:
 
 def _in_range(call: OpCall, value: object, high: object, what: str) -> None:
     """0 <= value <= high, where decidable (numbers, or at the defaults)."""
-    v = sympy.sympify(value)
+    v = ex.as_expr(value)
     if v.is_negative or call.check(sympy.Min(v, high), v) is False:
         raise SpecError(f"{what} {value} is out of range 0..{high} for shape {fmt_shape(call.x)}")
 

@@ -210,7 +210,7 @@ def _compile(symbols: list[Any], exprs: list[Any]) -> _Stage:
             if isinstance(node, _NONPOLY) and node not in atoms and not node.is_number:
                 atoms[node] = sympy.Dummy(f"a{len(atoms)}")
     # Outermost atoms only need to be arguments of the main stage; inner ones are computed inside.
-    replaced = [sympy.sympify(e).xreplace(atoms) for e in exprs]
+    replaced = [ex.as_expr(e).xreplace(atoms) for e in exprs]
     used = sorted({s for e in replaced for s in e.free_symbols if s in set(atoms.values())}, key=str)
     by_dummy = {v: k for k, v in atoms.items()}
     atom_exprs = [by_dummy[d] for d in used]
@@ -230,7 +230,7 @@ def _is_linear(e: Any, b: Any, points: list[dict[Any, Any]]) -> bool:
     The second difference in b, e(2) - 2 e(1) + e(0), must vanish; it is checked exactly at a few
     random rational points of the other variables (a polynomial of degree >= 2 in b would show).
     """
-    e = sympy.sympify(e)
+    e = ex.as_expr(e)
     if b not in e.free_symbols:
         return True
     for node in sympy.preorder_traversal(e):
@@ -252,7 +252,7 @@ def _random_points(symbols: list[Any], n: int = 2) -> list[dict[Any, Any]]:
 
 def _split(e: Any, b: Any) -> list[Any]:
     """[x1, x0] with e = x1 * b + x0 (or [0, e] when there is no batch scaling)."""
-    e = sympy.sympify(e)
+    e = ex.as_expr(e)
     if b is None or b not in e.free_symbols:
         return [sympy.Integer(0), e]
     x0 = e.xreplace({b: 0})
