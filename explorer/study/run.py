@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +24,9 @@ from explorer.study.config import Study, discrete_values
 from explorer.study.evaluate import METRICS, Evaluator
 
 STALE_SECONDS = 120  # a RUNNING trial older than this was left by a killed process
+UNCLAIMED_SECONDS = 5  # a RUNNING trial with no worker recorded after this was orphaned at birth
 ATTR = "explorer"  # user attribute holding a trial's metrics and feasibility
+WORKER_ATTR = "explorer_worker"  # [host, pid] of the process running the trial
 
 
 class Objective:
@@ -159,6 +164,42 @@ def _missing_file(url: str) -> bool:
     return False
 
 
+def _dead_worker(worker: Any) -> bool:
+    if not worker or worker[0] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(worker[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+class _Stop:
+    """Ctrl-C (SIGINT) or SIGTERM asks the workers to stop after the trial in flight; a second
+    Ctrl-C interrupts at once."""
+
+    requested = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: Any) -> None:
+        if cls.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        cls.requested = True
+
+
+@contextlib.contextmanager
+def _graceful() -> Iterator[None]:
+    _Stop.requested = False
+    previous = {s: signal.signal(s, _Stop.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @contextlib.contextmanager
 def _lock(study: Study) -> Iterator[None]:
     study.output.mkdir(parents=True, exist_ok=True)
@@ -178,12 +219,23 @@ def counted(trials: list[Any]) -> int:
 
 
 def fail_stale(ostudy: Any) -> int:
-    """Mark RUNNING trials left behind by a killed process as FAIL (they never finished)."""
+    """Mark RUNNING trials left behind by a killed process as FAIL (they never finished).
+
+    A trial records the host and PID of its worker: on this host, a dead PID means stale at once;
+    elsewhere a trial running for longer than STALE_SECONDS is (evaluations take microseconds).
+    """
     from optuna.trial import TrialState
 
     now = time.time()
-    stale = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-             if t.datetime_start is None or now - t.datetime_start.timestamp() > STALE_SECONDS]
+
+    def is_stale(t: Any) -> bool:
+        age = now - t.datetime_start.timestamp() if t.datetime_start else float("inf")
+        worker = t.user_attrs.get(WORKER_ATTR)
+        if worker is None:  # killed between ask() and recording its worker, milliseconds apart
+            return age > UNCLAIMED_SECONDS
+        return _dead_worker(worker) or age > STALE_SECONDS
+
+    stale = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if is_stale(t)]
     for t in stale:
         ostudy._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
     return len(stale)
@@ -199,11 +251,12 @@ def worker_loop(study: Study, n_trials: int, worker: int = 0, progress: Any = No
     grid_size = _grid_size(study)
     limit = min(n_trials, grid_size) if grid_size else n_trials
     made = 0
-    while True:
+    while not _Stop.requested:
         with _lock(study):
             if counted(ostudy.get_trials(deepcopy=False)) >= limit:
                 break
             trial = ostudy.ask()
+            trial.set_user_attr(WORKER_ATTR, [socket.gethostname(), os.getpid()])
         try:
             _run_trial(ostudy, objective, trial)
         except KeyboardInterrupt:
@@ -255,10 +308,13 @@ def run(study: Study, n_trials: int, workers: int = 1, show_progress: bool = Tru
     start = time.perf_counter()
     bar = _progress(n_trials, before, show_progress)
     try:
-        if workers <= 1:
-            worker_loop(study, n_trials, 0, bar.update if bar else None)
-        else:
-            _run_workers(study, n_trials, workers, bar)
+        with _graceful():
+            if workers <= 1:
+                worker_loop(study, n_trials, 0, bar.update if bar else None)
+            else:
+                _run_workers(study, n_trials, workers, bar)
+            if _Stop.requested:
+                raise KeyboardInterrupt
     finally:
         if bar:
             bar.close()
@@ -290,17 +346,23 @@ def _run_workers(study: Study, n_trials: int, workers: int, bar: Any) -> None:
     for p in procs:
         p.start()
     ostudy = open_study(study)
+    forwarded = False
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(0.3)
+            if _Stop.requested and not forwarded:  # ask the workers to stop after their trial
+                forwarded = True
+                for p in procs:
+                    if p.pid is not None and p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
             if bar is not None:
                 bar.n = min(counted(ostudy.get_trials(deepcopy=False)), n_trials)
                 bar.refresh()
     except KeyboardInterrupt:
         for p in procs:
-            p.terminate()
+            p.kill()
         raise
-    failed = [p.exitcode for p in procs if p.exitcode]
+    failed = [p.exitcode for p in procs if p.exitcode and not forwarded]
     if failed:
         raise StudyError(f"{len(failed)} worker process(es) failed (exit codes {failed})", path=study.path)
 
@@ -308,6 +370,8 @@ def _run_workers(study: Study, n_trials: int, workers: int, bar: Any) -> None:
 def _worker_main(path: str, storage: str, n_trials: int, worker: int) -> None:
     from explorer.study.config import load_study
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards a stop request as SIGTERM
+    signal.signal(signal.SIGTERM, _Stop.handler)
     worker_loop(load_study(path, storage=storage), n_trials, worker)
 
 
