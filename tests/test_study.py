@@ -305,7 +305,7 @@ def test_ctrl_c_stops_cleanly(tmp_path) -> None:
             continue
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert "interrupted: every finished trial is in" in err and "Traceback" not in err
     trials = open_study(study, create=False).get_trials(deepcopy=False)
     assert all(t.state != TrialState.RUNNING for t in trials)  # the one in flight was closed as failed

@@ -127,10 +127,20 @@ def open_storage(study: Study) -> Any:
         return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.get_storage(url)
-    except Exception as exc:  # noqa: BLE001 - any storage failure is the user's URL or server
-        raise StudyError(f"cannot open storage {url!r}: {exc}", path=study.path) from None
+    for attempt in range(6):
+        try:
+            return optuna.storages.get_storage(url)
+        except Exception as exc:  # noqa: BLE001 - any storage failure is the user's URL or server
+            # Two processes creating a new database's tables at once: the loser retries.
+            if attempt == 5 or not _transient(exc):
+                raise StudyError(f"cannot open storage {url!r}: {exc}", path=study.path) from None
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _transient(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("locked", "already exists", "unique constraint", "busy"))
 
 
 def open_study(study: Study, worker: int = 0, create: bool = True) -> Any:
