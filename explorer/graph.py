@@ -474,11 +474,7 @@ def _check_dims(shapes: list[Shape]) -> None:
         for d in shape:
             if d.is_number and not (d.is_Integer and d > 0):
                 kind = "non-integer" if not d.is_Integer else "non-positive"
-                raise SpecError(f"output shape {fmt_shape(shape)} has a {kind} dim {fmt_number(d)}")
-
-
-def fmt_number(d: Any) -> str:
-    return str(d) if d.is_Integer or not d.is_Rational else f"{float(d):g}"
+                raise SpecError(f"output shape {fmt_shape(shape)} has a {kind} dim {fmt_shape((d,))[1:-1]}")
 
 
 def _as_condition(value: Any) -> Any:

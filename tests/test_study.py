@@ -260,14 +260,7 @@ def test_killed_run_keeps_finished_trials_and_resumes(tmp_path) -> None:
     cmd = [sys.executable, "-m", "explorer.cli", "study", "run", str(path), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     study = load_study(path)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until some trials are stored, then kill without warning
-        time.sleep(0.5)
-        try:
-            if len(open_study(study, create=False).get_trials(deepcopy=False)) >= 15:
-                break
-        except Exception:  # noqa: BLE001 - the storage may not exist yet
-            continue
+    _wait_for_trials(study, 15)  # then kill without warning
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     trials = open_study(study, create=False).get_trials(deepcopy=False)
@@ -285,7 +278,6 @@ def test_killed_run_keeps_finished_trials_and_resumes(tmp_path) -> None:
 
 def test_ctrl_c_stops_cleanly(tmp_path) -> None:
     import signal
-    import time
 
     from optuna.trial import TrialState
 
@@ -295,17 +287,27 @@ def test_ctrl_c_stops_cleanly(tmp_path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "explorer.cli", "study", "run", str(path), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     study = load_study(path)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        time.sleep(0.5)
-        try:
-            if len(open_study(study, create=False).get_trials(deepcopy=False)) >= 10:
-                break
-        except Exception:  # noqa: BLE001 - the storage may not exist yet
-            continue
+    _wait_for_trials(study, 10)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted: every finished trial is in" in err and "Traceback" not in err
     trials = open_study(study, create=False).get_trials(deepcopy=False)
     assert all(t.state != TrialState.RUNNING for t in trials)  # the one in flight was closed as failed
+
+
+def _wait_for_trials(study, n: int, timeout: float = 120) -> None:
+    """Poll the storage of a study run in another process until it holds n trials."""
+    import time
+
+    from explorer.study.run import open_study
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            if len(open_study(study, create=False).get_trials(deepcopy=False)) >= n:
+                return
+        except Exception:  # noqa: BLE001 - the storage may not exist yet
+            continue
+    raise AssertionError(f"the study never reached {n} trials")

@@ -84,9 +84,6 @@ class Device:
         """Arithmetic intensity (FLOP/byte) where the roofline turns from memory- to compute-bound."""
         return self.peak_for(dtype) / self.bandwidth
 
-    def default_dtype(self, preferred: str) -> str:
-        return preferred if preferred in self.peak else next(iter(self.peak))
-
 
 def resolve(name: str | Path) -> Path:
     """A profile path, or a bundled profile's name (``explorer hardware`` lists them)."""

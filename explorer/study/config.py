@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from explorer import yamlfile
 from explorer.errors import ExplorerError, StudyError, did_you_mean
-from explorer.hardware import Device, load_device
+from explorer.hardware import load_device
 from explorer.spec import DTYPE_BYTES, Spec, load_spec
 from explorer.study.evaluate import METRICS, Target
 from explorer.units import parse_quantity
@@ -273,6 +273,3 @@ def _quantity(text: str, dimension: str) -> float:
             if "/s" in text else parse_quantity(text, "count")
     return parse_quantity(text, dimension)
 
-
-def devices_of(study: Study) -> list[Device]:
-    return list({t.device.id: t.device for t in study.targets}.values())

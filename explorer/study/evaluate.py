@@ -24,7 +24,7 @@ same channels give the same key and are evaluated once in a study).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +119,8 @@ class Evaluator:
         self.n_layers, self.n_steps = len(layer_terms), len(steps)
         self.dims = _distinct_dims(model)
         dims = self.dims if not self.scaled else [d for d in self.dims if b not in d.free_symbols]
-        self.batch_dims = [d for d in self.dims if d not in dims]
+        batch_dims = [d for d in self.dims if d not in dims]  # e.g. the input's leading dim
+        self._batch_dims = sympy.lambdify([b], batch_dims, "numpy", docstring_limit=0) if batch_dims else None
         self._stage = _compile([model.symbols[a] for a in self.args], exprs + dims)
         self.n_coeffs = len(exprs)
         self._key = sympy.lambdify([model.symbols[a] for a in model.symbols], self.dims, docstring_limit=0,
@@ -150,20 +151,18 @@ class Evaluator:
         for d in dims:
             d = d[inverse]
             valid &= (d >= 1) & (d == np.floor(d))
-        for d in self.batch_dims:  # dims that contain batch (e.g. the input's leading dim)
-            f = sympy.lambdify([self.batch], d, "numpy")
-            v = np.asarray(f(batch), dtype=np.float64)
+        for v in self._batch_dims(batch) if self._batch_dims else ():
+            v = np.broadcast_to(np.asarray(v, dtype=np.float64), batch.shape)
             valid &= (v >= 1) & (v == np.floor(v))
         return {k: v.reshape(shape) for k, v in metrics.items()}, valid.reshape(shape)
 
     def scalar(self, values: Mapping[str, float]) -> tuple[dict[str, float] | None, tuple[float, ...]]:
         """One configuration -> (metrics, or None when a dim is not a positive integer; architecture key)."""
-        out = self._stage.python(*(float(values[a]) for a in self.args))
-        b = float(values.get("batch", 1.0)) if self.scaled else 1.0
-        dims = tuple(out[self.n_coeffs:]) + tuple(float(d.xreplace({self.batch: b})) for d in self.batch_dims) \
-            if self.batch_dims else tuple(out[self.n_coeffs:])
+        dims = self.key(values)
         if not all(d >= 1 and d == int(d) for d in dims):
             return None, dims
+        out = self._stage.python(*(float(values[a]) for a in self.args))
+        b = float(values.get("batch", 1.0)) if self.scaled else 1.0
         samples = float(values["batch"]) if self.batch is not None else self.samples_const
         return _scalar_metrics(self, out, b, samples), dims
 
@@ -397,6 +396,3 @@ def _scalar_metrics(ev: Evaluator, out: list[float], b: float, samples: float) -
     res["peak_memory"] = res["weight_bytes"] + max(live[2 * s] * b + live[2 * s + 1] for s in range(ev.n_steps))
     return {k: res[k] for k in METRICS}
 
-
-def targets(devices: Sequence[Device], dtypes: Sequence[str], weight_dtype: str | None) -> list[Target]:
-    return [Target(d, t, weight_dtype) for d in devices for t in dtypes]

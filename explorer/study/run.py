@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import StudyError
-from explorer.study.config import Study, discrete_values
-from explorer.study.evaluate import METRICS, Evaluator
+from explorer.study.config import Study
+from explorer.study.evaluate import Evaluator
 
 STALE_SECONDS = 120  # a RUNNING trial older than this was left by a killed process
 UNCLAIMED_SECONDS = 5  # a RUNNING trial with no worker recorded after this was orphaned at birth
@@ -384,5 +384,3 @@ def _worker_main(path: str, storage: str, n_trials: int, worker: int) -> None:
     signal.signal(signal.SIGTERM, _Stop.handler)
     worker_loop(load_study(path, storage=storage), n_trials, worker)
 
-
-__all__ = ["ATTR", "METRICS", "Objective", "discrete_values", "open_study", "run", "worker_loop"]
