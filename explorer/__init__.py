@@ -18,13 +18,26 @@ Typical use::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from explorer.analysis import Analysis, analyze
 from explorer.cost import METRICS, Compiled, Costs, Precision
 from explorer.errors import ExplorerError, HardwareError, SpecError, StudyError
 from explorer.graph import Model, build
 from explorer.spec import Spec, load_spec, loads_spec
 
+if TYPE_CHECKING:
+    from explorer.hardware.predict import Prediction
+
 __version__ = "0.1.0"
+
+
+def predict(spec: Spec, values: dict | None = None, **kwargs: object) -> Prediction:
+    """Exact costs at one configuration timed on a device: ``predict(spec, {"resolution": 160},
+    hardware="a100_80gb_sxm", dtype="fp16", execution="fused")`` (see explorer.hardware.predict)."""
+    from explorer.hardware.predict import predict as _predict
+
+    return _predict(spec, values, **kwargs)  # type: ignore[arg-type]
 
 
 def symbolic_costs(spec: Spec, precision: Precision | None = None) -> Costs:
@@ -33,4 +46,5 @@ def symbolic_costs(spec: Spec, precision: Precision | None = None) -> Costs:
 
 
 __all__ = ["METRICS", "Analysis", "Compiled", "Costs", "ExplorerError", "HardwareError", "Model", "Precision",
-           "Spec", "SpecError", "StudyError", "analyze", "build", "load_spec", "loads_spec", "symbolic_costs"]
+           "Spec", "SpecError", "StudyError", "analyze", "build", "load_spec", "loads_spec", "predict",
+           "symbolic_costs"]

@@ -28,49 +28,46 @@ def check_output(path: str | Path) -> Path:
     return p
 
 
-def roofline_chart(result: Any, roof: Any, output: str | Path, label: int = 6) -> Path:
-    """Log-log roofline: compute roofs, bandwidth slope, ridge point, one point per layer
-    (area by share of time, colour by op), the slowest layers labelled, the whole model as a star."""
+def roofline_chart(pred: Any, output: str | Path, label: int = 6) -> Path:
+    """Log-log roofline: compute roofs, bandwidth slope, ridge point, one point per kernel
+    (area by share of time, colour by kernel class), the slowest labelled, the whole model as a star."""
     out = check_output(output)
     plt = _pyplot()
-    from explorer.hardware import bound
 
-    device = roof.device
-    points = []
-    for row, t in zip(result.layers, roof.layers):
-        if float(t.bytes) == 0 or float(t.flops) == 0:
-            continue
-        intensity = float(t.flops) / float(t.bytes)
-        attained = float(t.flops) / float(t.time_s)
-        points.append((row.name, row.op, intensity, attained, float(t.time_s), bound(t)))
-    latency = float(roof.totals["latency_s"])
+    device = pred.device
+    latency = pred.totals.latency_s
+    points = [(k.name, k.klass, k.flops / k.bytes, k.flops * k.count / k.time_s, k.time_s)
+              for k in pred.kernels if k.bytes > 0 and k.flops > 0 and k.time_s > 0]
+    compute_rate = device.peak_for(pred.dtype) * device.compute_efficiency
+    memory_rate = device.bandwidth * device.bandwidth_efficiency
     fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
     xs = [p[2] for p in points] or [1.0]
-    lo, hi = min(min(xs), 0.1) / 2, max(max(xs), roof.ridge_point()) * 4
-    _roofs(ax, device, roof, lo, hi)
-    ops = sorted({p[1] for p in points})
-    cmap = plt.get_cmap("tab20", max(len(ops), 1))
-    for i, op in enumerate(ops):
-        sel = [p for p in points if p[1] == op]
+    lo, hi = min(min(xs), 0.1) / 2, max(max(xs), compute_rate / memory_rate) * 4
+    _roofs(ax, device, pred.dtype, compute_rate, memory_rate, lo, hi)
+    classes = sorted({p[1] for p in points})
+    cmap = plt.get_cmap("tab20", max(len(classes), 1))
+    for i, klass in enumerate(classes):
+        sel = [p for p in points if p[1] == klass]
         ax.scatter([p[2] for p in sel], [p[3] for p in sel], s=[15 + 4000 * p[4] / latency for p in sel],
-                   color=cmap(i), alpha=0.6, edgecolors="k", linewidths=0.3, label=op)
+                   color=cmap(i), alpha=0.6, edgecolors="k", linewidths=0.3, label=klass)
     seen: set[tuple[float, float]] = set()
-    for name, _, x, y, _, _ in sorted(points, key=lambda p: -p[4]):
+    for name, _, x, y, _ in sorted(points, key=lambda p: -p[4]):
         spot = (round(x, 3), round(y, -6))
         if len(seen) >= label:
             break
         if spot not in seen:  # identical layers (repeated blocks) sit on one spot: label the first
             seen.add(spot)
             ax.annotate(name, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    model_i = float(roof.totals["arithmetic_intensity"])
-    model_perf = float(result.totals["flops"]) / latency
-    ax.scatter([model_i], [model_perf], marker="*", s=300, color="crimson", edgecolors="k", zorder=5,
-               label=f"whole model ({model_perf / 1e12:.3g} TFLOP/s)")
+    totals = pred.analysis.totals
+    model_perf = totals["flops"] / latency
+    ax.scatter([pred.totals.arithmetic_intensity], [model_perf], marker="*", s=300, color="crimson",
+               edgecolors="k", zorder=5, label=f"whole model ({model_perf / 1e12:.3g} TFLOP/s)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP / byte)")
     ax.set_ylabel("attained performance (FLOP/s)")
-    ax.set_title(f"{result.spec.name} on {device.name} ({roof.dtype}), latency {latency * 1e3:.3g} ms")
+    ax.set_title(f"{pred.analysis.spec.name} on {device.name} ({pred.dtype}, {pred.execution.mode}), "
+                 f"latency {latency * 1e3:.3g} ms")
     ax.grid(True, which="both", alpha=0.2)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()
@@ -79,24 +76,23 @@ def roofline_chart(result: Any, roof: Any, output: str | Path, label: int = 6) -
     return out
 
 
-def _roofs(ax: Any, device: Any, roof: Any, lo: float, hi: float) -> None:
+def _roofs(ax: Any, device: Any, dtype: str, compute_rate: float, beta: float, lo: float, hi: float) -> None:
     import numpy as np
 
     x = np.logspace(np.log10(lo), np.log10(hi), 200)
-    beta = roof.memory_rate
     by_peak: dict[float, list[str]] = {}
-    for dtype, peak in device.peak.items():
-        by_peak.setdefault(peak, []).append(dtype)
+    for name, peak in device.peak.items():
+        by_peak.setdefault(peak, []).append(name)
     for peak, dtypes in sorted(by_peak.items()):
         achievable = peak * device.compute_efficiency
-        chosen = roof.dtype in dtypes
+        chosen = dtype in dtypes
         ax.plot(x, np.minimum(achievable, beta * x), color="black" if chosen else "grey",
                 lw=2 if chosen else 0.8, ls="-" if chosen else ":", zorder=3 if chosen else 1)
         ax.text(hi, achievable, " " + "/".join(dtypes), va="center", fontsize=7,
                 color="black" if chosen else "grey")
-    ridge = roof.ridge_point()
+    ridge = compute_rate / beta
     ax.axvline(ridge, color="tab:blue", ls="--", lw=0.8)
-    ax.text(ridge, roof.compute_rate, f" ridge {ridge:.1f} FLOP/B", color="tab:blue", fontsize=8, va="bottom")
+    ax.text(ridge, compute_rate, f" ridge {ridge:.1f} FLOP/B", color="tab:blue", fontsize=8, va="bottom")
 
 
 def pareto_chart(values: Any, feasible: Any, front: Any, labels: list[str], names: list[str],

@@ -69,6 +69,8 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-dtype", help="precision of weights, if different (e.g. int8)")
     p.add_argument("--memory-budget", metavar="SIZE", help="e.g. 4GB: report whether the model fits")
     p.add_argument("--sort", choices=("order", "time"), default="order", help="layer order in the table")
+    p.add_argument("--execution", choices=("eager", "fused"),
+                   help="one kernel per layer, or conv/linear + norm + activation fused (default: the profile's)")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -86,10 +88,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from explorer.commands.hardware import analyze_on_hardware
 
         return analyze_on_hardware(args, spec, overrides)
-    if args.dtype or args.weight_dtype or args.memory_budget or args.sort != "order":
+    if args.dtype or args.weight_dtype or args.memory_budget or args.sort != "order" or args.execution:
         from explorer.errors import ExplorerError
 
-        raise ExplorerError("--dtype, --weight-dtype, --memory-budget and --sort time need --hardware")
+        raise ExplorerError("--dtype, --weight-dtype, --memory-budget, --execution and --sort time need --hardware")
     result = analyze(spec, overrides, Precision(spec.dtype))
     if args.convention:
         return _emit_convention(args, result)

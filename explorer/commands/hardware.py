@@ -13,6 +13,7 @@ HW_COLUMNS = [
     Column("flops", "FLOPs", report.human),
     Column("bytes", "bytes", lambda v: report.human(v, "B")),
     Column("intensity", "FLOP/B", lambda v: f"{v:.1f}"),
+    Column("class", "kernel class", align="<"),
     Column("bound", "bound", align="<"),
     Column("time_s", "time", report.seconds),
     Column("share", "share", lambda v: f"{100 * v:.1f}%"),
@@ -32,7 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("--weight-dtype")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("-o", "--output", default="roofline.png", help="PNG or SVG file (default roofline.png)")
-    p.add_argument("--label", type=int, default=6, help="label this many of the slowest layers")
+    p.add_argument("--label", type=int, default=6, help="label this many of the slowest kernels")
+    p.add_argument("--execution", choices=("eager", "fused"),
+                   help="one kernel per layer, or conv/linear + norm + activation fused (default: the profile's)")
     p.set_defaults(func=cmd_roofline)
 
 
@@ -83,46 +86,26 @@ def describe(d: Any) -> str:
     return "\n".join(lines)
 
 
-def predict(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> tuple[Any, Any]:
-    """Analyze at one configuration and place it on the device: (Analysis, Roofline)."""
-    from explorer.analysis import analyze
-    from explorer.cost import Precision
-    from explorer.hardware import Roofline, load_device
+def predict(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> Any:
+    """The library's prediction at one configuration, from the command's arguments."""
+    from explorer.hardware.predict import predict as run
     from explorer.units import parse_quantity
 
-    device = load_device(args.hardware)
-    dtype = args.dtype or spec.dtype
-    device.peak_for(dtype)  # a clear error when the device lacks this precision
-    precision = Precision(dtype, args.weight_dtype)
     budget = parse_quantity(args.memory_budget, "bytes") if getattr(args, "memory_budget", None) else None
-    result = analyze(spec, overrides, precision)
-    return result, Roofline(result.costs, device, dtype, budget)
+    return run(spec, overrides, hardware=args.hardware, dtype=args.dtype, weight_dtype=args.weight_dtype,
+               execution=getattr(args, "execution", None), memory_budget=budget)
 
 
 def analyze_on_hardware(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> int:
     from explorer.commands.analyze import COST_COLUMNS, emit
-    from explorer.hardware import bound
 
-    result, roof = predict(args, spec, overrides)
-    data = result.to_dict()
-    latency = float(roof.totals["latency_s"])
-    for row, t in zip(data["layers"], roof.layers):
-        row.update(bytes=int(t.bytes), intensity=float(t.flops / t.bytes) if t.bytes else 0.0, bound=bound(t),
-                   time_s=float(t.time_s), share=float(t.time_s) / latency if latency else 0.0)
-    totals = {k: float(v) for k, v in roof.totals.items()}
-    for k in ("weight_bytes", "peak_memory_bytes"):
-        totals[k] = int(round(totals[k]))
-    totals["fits"] = totals["peak_memory_bytes"] <= roof.capacity
-    data["totals"].update(totals)
-    peak_at = roof.memory.steps[roof.memory.peak_step()] if roof.memory.steps else None
-    data["hardware"] = {"device": roof.device.id, "name": roof.device.name, "dtype": roof.dtype,
-                        "weight_dtype": roof.precision.weights or roof.dtype,
-                        "ridge_point": roof.ridge_point(), "capacity_bytes": roof.capacity, "peak_at": peak_at}
+    p = predict(args, spec, overrides)
+    data = p.to_dict()
     if args.sort == "time":
         data["layers"].sort(key=lambda r: -r["time_s"])
-    data["header"] = (f"on {roof.device.name}, {roof.dtype} (weights {data['hardware']['weight_dtype']}); "
-                      f"ridge point (achievable) {roof.ridge_point():.1f} FLOP/B; peak memory at '{peak_at}'; "
-                      f"capacity {report.human(roof.capacity, 'B')}")
+    hw = data["hardware"]
+    data["header"] = (f"on {p.device.name}, {p.dtype} (weights {p.weight_dtype}), {p.execution.mode} execution, "
+                      f"{hw['model']} model; peak memory at '{p.peak_at}'; capacity {report.human(p.capacity_bytes, 'B')}")
     columns = HW_COLUMNS if args.per_layer else COST_COLUMNS
     emit(args, data, columns)
     return 0
@@ -134,7 +117,6 @@ def cmd_roofline(args: argparse.Namespace) -> int:
     from explorer.spec import load_spec
 
     spec = load_spec(args.spec)
-    result, roof = predict(args, spec, parse_assignments(args.set))
-    path = roofline_chart(result, roof, args.output, label=args.label)
+    path = roofline_chart(predict(args, spec, parse_assignments(args.set)), args.output, label=args.label)
     print(f"wrote {path}")
     return 0

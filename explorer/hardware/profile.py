@@ -3,7 +3,7 @@ bandwidth and capacity, optional achievable fractions and launch overhead, each 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,44 @@ class Efficiency(_Strict):
     bandwidth: Quantity | None = None
 
 
+class ClassEfficiency(_Strict):
+    """A datasheet profile's per-class achievable fractions (of the profile-wide ones)."""
+
+    compute: Quantity | None = None
+    bandwidth: Quantity | None = None
+
+
+class Execution(_Strict):
+    mode: Literal["eager", "fused"] = "eager"
+    classes: dict[str, ClassEfficiency] = {}
+
+
+class CurveFile(_Strict):
+    """Rates at keys: ``{unit: GFLOP/s, at: [1024, 4096], rate: [12.5, 40.1]}``; a null rate is free."""
+
+    unit: str
+    at: list[float] = Field(min_length=1)
+    rate: list[float | None] = Field(min_length=1)
+
+
+class MeasuredClass(_Strict):
+    overhead: str | float
+    compute: CurveFile | None = None
+    bandwidth: CurveFile | None = None
+    fit: str = ""
+
+
+class Measured(_Strict):
+    """Written by ``explorer calibrate``: per-class timings fitted on microbenchmarks."""
+
+    source: str = Field(min_length=1)
+    dtype: str
+    combine: Literal["sum", "max"] = "sum"
+    threads: int | None = None
+    classes: dict[str, MeasuredClass]
+    default: str  # the class whose timing stands in for classes that were not measured
+
+
 class ProfileFile(_Strict):
     name: str
     kind: Literal["gpu", "cpu", "npu", "edge", "tpu"]
@@ -44,6 +82,8 @@ class ProfileFile(_Strict):
     memory: Memory
     efficiency: Efficiency = Efficiency()
     launch_overhead: Quantity | None = None
+    execution: Execution = Execution()
+    measured: Measured | None = None
 
     @field_validator("peak")
     @classmethod
@@ -73,6 +113,9 @@ class Device:
     launch_overhead: float
     sources: dict[str, str]
     path: str
+    execution_mode: str = "eager"
+    class_efficiency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    measured: Any = None  # an ExecutionModel fitted by explorer calibrate, or None (datasheet)
 
     def peak_for(self, dtype: str) -> float:
         if dtype not in self.peak:
@@ -123,6 +166,17 @@ def _to_device(f: ProfileFile, doc: yamlfile.YamlDoc, path: Path) -> Device:
         return v
 
     peak = {k: number(q, "compute", ("peak", k), 0.0) for k, q in f.peak.items()}
+    classes: dict[str, dict[str, Any]] = {}
+    for klass, eff in f.execution.classes.items():
+        _check_class(klass, doc, ("execution", "classes", klass))
+        where = ("execution", "classes", klass)
+        entry: dict[str, Any] = {}
+        for what in ("compute", "bandwidth"):
+            q = getattr(eff, what)
+            if q is not None:
+                entry[what] = number(q, "count", (*where, what), 1.0)
+                entry["source"] = q.source
+        classes[klass] = entry
     return Device(
         id=path.stem, name=f.name, kind=f.kind, description=f.description, peak=peak,
         bandwidth=number(f.memory.bandwidth, "bandwidth", ("memory", "bandwidth"), 0.0),
@@ -130,8 +184,71 @@ def _to_device(f: ProfileFile, doc: yamlfile.YamlDoc, path: Path) -> Device:
         compute_efficiency=number(f.efficiency.compute, "count", ("efficiency", "compute"), 1.0),
         bandwidth_efficiency=number(f.efficiency.bandwidth, "count", ("efficiency", "bandwidth"), 1.0),
         launch_overhead=number(f.launch_overhead, "time", ("launch_overhead",), 0.0, zero_ok=True),
-        sources=sources, path=doc.path,
+        sources=sources, path=doc.path, execution_mode=f.execution.mode, class_efficiency=classes,
+        measured=_measured(f.measured, doc) if f.measured is not None else None,
     )
+
+
+def _check_class(klass: str, doc: yamlfile.YamlDoc, key: tuple[Any, ...]) -> None:
+    from explorer.hardware.kernels import KERNEL_CLASSES
+
+    if klass not in KERNEL_CLASSES:
+        raise HardwareError(f"{'.'.join(key)}: unknown kernel class '{klass}'{did_you_mean(klass, KERNEL_CLASSES)}",
+                            path=doc.path, line=doc.line(*key))
+
+
+def _measured(m: Measured, doc: yamlfile.YamlDoc) -> Any:
+    """The fitted per-class timings as an ExecutionModel (mode is chosen when predicting)."""
+    from explorer.hardware.execution import ClassTiming, ExecutionModel
+
+    if m.dtype not in PRECISIONS:
+        raise HardwareError(f"measured.dtype: unknown precision '{m.dtype}'{did_you_mean(m.dtype, PRECISIONS)}",
+                            path=doc.path, line=doc.line("measured", "dtype"))
+    classes: dict[str, ClassTiming] = {}
+    for klass, c in m.classes.items():
+        where = ("measured", "classes", klass)
+        _check_class(klass, doc, where)
+        classes[klass] = ClassTiming(_quantity(c.overhead, "time", doc, (*where, "overhead"), zero_ok=True),
+                                     _curve(c.compute, "compute", doc, (*where, "compute")),
+                                     _curve(c.bandwidth, "bandwidth", doc, (*where, "bandwidth")), source=c.fit)
+    if m.default not in classes:
+        raise HardwareError(f"measured.default: '{m.default}' is not one of the measured classes "
+                            f"({', '.join(classes)})", path=doc.path, line=doc.line("measured", "default"))
+    return ExecutionModel("eager", m.combine, classes, classes[m.default], measured=True, dtype=m.dtype,
+                          source=m.source)
+
+
+def _quantity(value: Any, dimension: str, doc: yamlfile.YamlDoc, key: tuple[Any, ...], zero_ok: bool = False) -> float:
+    import math
+
+    try:
+        v = parse_quantity(value, dimension)
+    except ExplorerError as exc:
+        raise HardwareError(f"{'.'.join(map(str, key))}: {exc.message}", path=doc.path, line=doc.line(*key)) from None
+    if not math.isfinite(v) or not (v > 0 or (zero_ok and v == 0)):
+        raise HardwareError(f"{'.'.join(map(str, key))}: must be a finite {'non-negative' if zero_ok else 'positive'} "
+                            f"number, got {value!r}", path=doc.path, line=doc.line(*key))
+    return v
+
+
+def _curve(c: CurveFile | None, dimension: str, doc: yamlfile.YamlDoc, key: tuple[Any, ...]) -> Any:
+    """Rates at keys -> seconds per unit at keys; all-null rates mean the term is free."""
+    from explorer.hardware.execution import Curve
+
+    if c is None:
+        return None
+    if len(c.at) != len(c.rate):
+        raise HardwareError(f"{'.'.join(key)}: 'at' has {len(c.at)} keys but 'rate' has {len(c.rate)} values",
+                            path=doc.path, line=doc.line(*key))
+    if any(not (a > 0) for a in c.at) or any(b <= a for a, b in zip(c.at, c.at[1:])):
+        raise HardwareError(f"{'.'.join(key)}.at: keys must be positive and increasing, got {c.at}",
+                            path=doc.path, line=doc.line(*key, "at"))
+    if all(r is None for r in c.rate):
+        return None
+    scale = _quantity(f"1 {c.unit}", dimension, doc, (*key, "unit"))
+    seconds = tuple(0.0 if r is None else 1.0 / (_quantity(r, "count", doc, (*key, "rate")) * scale)
+                    for r in c.rate)
+    return Curve(tuple(float(a) for a in c.at), seconds)
 
 
 def bundled() -> list[Device]:
