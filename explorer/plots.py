@@ -95,6 +95,41 @@ def _roofs(ax: Any, device: Any, dtype: str, compute_rate: float, beta: float, l
     ax.text(ridge, compute_rate, f" ridge {ridge:.1f} FLOP/B", color="tab:blue", fontsize=8, va="bottom")
 
 
+def accuracy_chart(rep: Any, output: str | Path) -> Path:
+    """Predicted against measured latency, log-log, with y = x and a +-10 % band; the MACs-only
+    baseline beside the execution model."""
+    import numpy as np
+
+    out = check_output(output)
+    plt = _pyplot()
+    measured = np.array([p.measured_s for p in rep.points]) * 1e3
+    fig, ax = plt.subplots(figsize=(6.5, 6), dpi=120)
+    for key, label, marker, color, s in (("predicted_s", "execution model", "o", "tab:blue", rep.model),
+                                         ("baseline_s", "MACs-only baseline", "x", "tab:grey", rep.baseline)):
+        y = np.array([getattr(p, key) for p in rep.points]) * 1e3
+        ax.scatter(measured, y, marker=marker, color=color, s=22, zorder=3,
+                   label=f"{label}: MAPE {s.mape:.1f} %, {100 * s.within_10:.0f} % within +-10 %, "
+                         f"Spearman {s.spearman:.3f}")
+    lo = min(measured.min(), *(p.predicted_s * 1e3 for p in rep.points)) / 1.3
+    hi = max(measured.max(), *(p.predicted_s * 1e3 for p in rep.points)) * 1.3
+    x = np.geomspace(lo, hi, 50)
+    ax.plot(x, x, color="black", lw=1, label="y = x")
+    ax.fill_between(x, x * 0.9, x * 1.1, color="tab:green", alpha=0.15, label="+-10 %")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(f"{rep.spec}: {rep.execution} on {rep.device}\n{rep.dtype}, {rep.threads} thread(s)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.2)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def pareto_chart(values: Any, feasible: Any, front: Any, labels: list[str], names: list[str],
                  directions: list[str], title: str, output: str | Path, max_points: int = 20_000) -> Path:
     """All trials (infeasible marked), the feasible non-dominated front highlighted and labelled.

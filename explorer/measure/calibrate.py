@@ -1,0 +1,224 @@
+"""``explorer calibrate``: measure every kernel class on this machine and fit a hardware profile.
+
+1. Each microbenchmark (:mod:`explorer.measure.microbench`) is a one-layer spec: its exact FLOPs,
+   bytes and size key come from the cost engine, its kernel class from the execution model.
+2. It runs through the torch bridge and is timed robustly (:func:`explorer.measure.timing.time_callable`:
+   warm-up, rounds of many calls, the best round; thread CPU time on a CPU at one thread, so that
+   other processes on a shared machine do not count).
+3. Each class's law is fitted on its samples (:mod:`explorer.measure.fit`), outliers rejected once.
+4. The profile is written with the source of every figure (device, torch version, date, method) and
+   each class's fit residual.
+
+The end-to-end models that ``explorer accuracy`` judges are never timed here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.errors import ExplorerError
+from explorer.measure.fit import Fit, Sample, fit_class, knots
+from explorer.measure.microbench import Bench, benches, spec_data
+
+# knots per octave of each class's compute curve (1 flat curve when 0): where measurements show a
+# size-dependent efficiency (depthwise convs fall off a cliff past a plane size in oneDNN)
+COMPUTE_KNOTS = {"conv_depthwise": 2.0, "conv_depthwise_strided": 1.0, "conv_dense": 0.5, "conv_pointwise": 0.5,
+                 "conv_stem": 0.5, "matmul": 0.5, "attention": 0.5}
+BYTES_PER_OCTAVE = 0.5
+
+
+@dataclass
+class Measured:
+    bench: Bench
+    sample: Sample
+    spread: float
+
+
+@dataclass
+class Calibration:
+    device_name: str
+    device_kind: str
+    torch_version: str
+    dtype: str
+    threads: int
+    clock: str
+    date: str
+    rounds: int
+    fits: dict[str, Fit]
+    measured: list[Measured] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (bench label, reason)
+    peak_flops: float = 0.0
+    bandwidth: float = 0.0
+    capacity: float = 0.0
+
+    @property
+    def source(self) -> str:
+        return (f"measured by explorer calibrate on {self.device_name}, torch {self.torch_version}, {self.date}: "
+                f"{len(self.measured)} microbenchmarks at {self.dtype}, {self.threads} thread(s), {self.clock}, "
+                f"best of {self.rounds} rounds")
+
+    def profile(self, name: str | None = None) -> dict[str, Any]:
+        """The hardware profile document (see docs/hardware.md)."""
+        default = max(self.fits, key=lambda k: self.fits[k].samples)
+        return {
+            "name": name or f"{self.device_name} (measured, {self.dtype}, {self.threads} thread(s))",
+            "kind": self.device_kind,
+            "description": f"Measured by explorer calibrate on {self.date}. Every figure below comes from "
+                           f"microbenchmarks on this machine; none from a datasheet.",
+            "peak": {self.dtype: {"value": f"{self.peak_flops / 1e9:.4g} GFLOP/s",
+                                  "source": f"{self.source}; best attained by any microbenchmark"}},
+            "memory": {"bandwidth": {"value": f"{self.bandwidth / 1e9:.4g} GB/s",
+                                     "source": f"{self.source}; best attained by an elementwise or copy kernel "
+                                               f"moving at least 32 MB (DRAM, past the caches)"},
+                       "capacity": {"value": f"{self.capacity / 1e9:.4g} GB",
+                                    "source": "total memory reported by the system (/proc/meminfo MemTotal or "
+                                              "the CUDA device)"}},
+            "execution": {"mode": "eager"},
+            "measured": {"source": self.source, "dtype": self.dtype, "combine": "sum", "threads": self.threads,
+                         "default": default,
+                         "classes": {k: _class_doc(f) for k, f in self.fits.items()}},
+        }
+
+
+def _class_doc(f: Fit) -> dict[str, Any]:
+    t = f.timing
+    doc: dict[str, Any] = {"overhead": f"{t.overhead_s * 1e6:.4g} us"}
+    if t.per_flop is not None:
+        doc["compute"] = {"unit": "GFLOP/s", "at": [round(a, 1) for a in t.per_flop.at],
+                          "rate": [None if s == 0 else float(f"{1 / s / 1e9:.5g}") for s in t.per_flop.seconds]}
+    if t.per_byte is not None:
+        doc["bandwidth"] = {"unit": "GB/s", "at": [round(a, 1) for a in t.per_byte.at],
+                            "rate": [None if s == 0 else float(f"{1 / s / 1e9:.5g}") for s in t.per_byte.seconds]}
+    doc["fit"] = (f"{f.samples} microbenchmarks ({f.dropped} rejected as outliers): MAPE {f.mape:.1f} %, "
+                  f"max {f.max_error:.1f} %")
+    return doc
+
+
+def device_description(device: str) -> tuple[str, str]:
+    """(name, kind) of the CPU or GPU being measured."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0), "gpu"
+    name = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    return f"{name} ({os.cpu_count()} logical cores)", "cpu"
+
+
+def _capacity(device: str) -> float:
+    if device == "cuda":
+        import torch
+
+        return float(torch.cuda.get_device_properties(0).total_memory)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def measure_bench(b: Bench, *, device: str, dtype: str, rounds: int, min_time_s: float) -> Measured:
+    """Build the one-layer spec, derive its kernel metrics exactly, run and time it."""
+    import yaml
+
+    from explorer.analysis import analyze
+    from explorer.cost import Precision, exact, substitution
+    from explorer.hardware.kernels import kernel_metrics, plan
+    from explorer.measure.timing import time_callable
+    from explorer.spec import loads_spec
+    from explorer.torch import to_module
+
+    spec = loads_spec(yaml.safe_dump(spec_data(b), sort_keys=False), path=f"<microbenchmark {b.label}>")
+    result = analyze(spec, {}, Precision(dtype))
+    subs = substitution(result.model, result.values)
+    (km,) = [k for k in kernel_metrics(result.costs, plan(result.model, "eager"))]
+    if km.kernel.klass != b.klass:
+        raise ExplorerError(f"microbenchmark {b.label} runs as {km.kernel.klass}, not {b.klass}")
+    bridge = to_module(spec, {}, dtype=dtype, device=device)
+    import torch
+
+    module, inputs = bridge.module, bridge.inputs
+    with torch.inference_mode():
+        timing = time_callable(lambda: module(*inputs), device=device, rounds=rounds, min_time_s=min_time_s)
+    sample = Sample(float(exact(km.flops, subs)), float(exact(km.bytes, subs)), float(exact(km.key, subs)),
+                    timing.best_s, b.label)
+    return Measured(b, sample, timing.spread)
+
+
+def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", classes: Sequence[str] | None = None,
+              scale: float = 1.0, rounds: int = 5, min_time_s: float = 0.01, seed: int = 0,
+              progress: Callable[[int, int, str], None] | None = None) -> Calibration:
+    """Run the microbenchmarks and fit every class (see the module docstring)."""
+    torch = _torch(device)
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    name, kind = device_description(device)
+    grid = list(benches(list(classes) if classes else None, scale=scale, seed=seed))
+    measured: list[Measured] = []
+    failed: list[tuple[str, str]] = []
+    for i, b in enumerate(grid):
+        if progress:
+            progress(i, len(grid), b.label)
+        try:
+            measured.append(measure_bench(b, device=device, dtype=dtype, rounds=rounds, min_time_s=min_time_s))
+        except (ExplorerError, RuntimeError) as exc:  # a shape the backend rejects: recorded, not fatal
+            failed.append((b.label, str(exc).splitlines()[0][:200]))
+    if progress:
+        progress(len(grid), len(grid), "fitting")
+    fits = fit_all(measured)
+    if not fits:
+        raise ExplorerError("calibration measured nothing: every microbenchmark failed "
+                            f"(first: {failed[0][1] if failed else 'none ran'})")
+    clock = "thread CPU time" if device == "cpu" and threads == 1 else ("CUDA events" if device == "cuda" else
+                                                                        "wall time")
+    cal = Calibration(name, kind, torch.__version__, dtype, threads, clock,
+                      datetime.date.today().isoformat(), rounds, fits, measured, failed)
+    cal.peak_flops = max((m.sample.flops / m.sample.seconds for m in measured), default=0.0)
+    streams = [m.sample for m in measured if m.bench.klass in ("elementwise", "data")]
+    large = [s for s in streams if s.bytes >= 32e6] or streams  # past the caches, when measured
+    cal.bandwidth = max((s.bytes / s.seconds for s in large), default=0.0)
+    cal.capacity = _capacity(device)
+    return cal
+
+
+def fit_all(measured: list[Measured]) -> dict[str, Fit]:
+    by_class: dict[str, list[Sample]] = {}
+    for m in measured:
+        by_class.setdefault(m.bench.klass, []).append(m.sample)
+    fits: dict[str, Fit] = {}
+    for klass, samples in by_class.items():
+        if len(samples) < 3:
+            continue
+        per_octave = COMPUTE_KNOTS.get(klass, 0.0)
+        compute_at = knots([s.key for s in samples], per_octave) if per_octave else (1.0,)
+        bytes_at = knots([s.bytes for s in samples], BYTES_PER_OCTAVE)
+        fits[klass] = fit_class(samples, compute_at, bytes_at)
+    return fits
+
+
+def _torch(device: str) -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ExplorerError("calibration needs PyTorch: pip install 'explorer[torch]'") from None
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ExplorerError("--device cuda: no CUDA device is available to this PyTorch")
+    if device not in ("cpu", "cuda"):
+        raise ExplorerError(f"unknown device '{device}': choose cpu or cuda")
+    return torch
