@@ -53,8 +53,10 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     for d in bundled():
         rows.append({"id": d.id, "name": d.name, "kind": d.kind,
                      "peaks": ", ".join(f"{k} {report.human(v, rate_unit(k))}" for k, v in d.peak.items()),
-                     "bandwidth": report.human(d.bandwidth, "B/s"), "memory": report.human(d.capacity, "B")})
+                     "bandwidth": report.human(d.bandwidth, "B/s"), "memory": report.human(d.capacity, "B"),
+                     "model": "measured" if d.measured is not None else "datasheet"})
     print(report.table(rows, [Column("id", "profile", align="<"), Column("kind", "kind", align="<"),
+                              Column("model", "times", align="<"),
                               Column("bandwidth", "bandwidth"), Column("memory", "memory"),
                               Column("peaks", "dense peak per precision", align="<")]))
     return 0
@@ -82,8 +84,40 @@ def describe(d: Any) -> str:
     lines.append(report.table(rows, [Column("what", "", align="<"), Column("value", "value"),
                                      Column("source", "source", align="<")]))
     ridges = ", ".join(f"{k} {d.ridge_point(k):.1f}" for k in d.peak)
-    lines += ["", f"ridge point (peak FLOP/s / bandwidth, FLOP/byte): {ridges}"]
+    lines += ["", f"ridge point (peak FLOP/s / bandwidth, FLOP/byte): {ridges}", ""]
+    lines += execution_lines(d)
     return "\n".join(lines)
+
+
+def execution_lines(d: Any) -> list[str]:
+    """Whether times come from measurement or the datasheet, and each class's law."""
+    m = d.measured
+    if m is None:
+        lines = [f"execution model: DATASHEET (no measurement): every kernel class runs at peak x efficiency and "
+                 f"bandwidth x efficiency, combined as a roofline (max); default mode {d.execution_mode}"]
+        for klass, eff in d.class_efficiency.items():
+            parts = [f"{k} x{v:g}" for k, v in eff.items() if k != "source"]
+            lines.append(f"  {klass}: {', '.join(parts)}  ({eff.get('source', '')})")
+        return lines
+    lines = [f"execution model: MEASURED at {m.dtype} ({m.source}); kernel times add up (combine {m.combine}); "
+             f"default mode {d.execution_mode}"]
+    rows = []
+    for klass, t in m.classes.items():
+        def rates(curve: Any, unit: str, scale: float) -> str:
+            if curve is None:
+                return "-"
+            vals = [f"{1 / s / scale:.3g}" if s else "free" for s in curve.seconds]
+            if len(vals) == 1:
+                return f"{vals[0]} {unit}"
+            return f"{min(vals, key=lambda v: float('inf') if v == 'free' else float(v))}..." \
+                   f"{max(vals, key=lambda v: -1 if v == 'free' else float(v))} {unit} over {len(vals)} sizes"
+        rows.append({"class": klass, "overhead": report.seconds(t.overhead_s),
+                     "compute": rates(t.per_flop, "GFLOP/s", 1e9), "bandwidth": rates(t.per_byte, "GB/s", 1e9),
+                     "fit": t.source})
+    lines.append(report.table(rows, [Column("class", "kernel class", align="<"), Column("overhead", "fixed cost"),
+                                     Column("compute", "compute", align="<"), Column("bandwidth", "bandwidth", align="<"),
+                                     Column("fit", "fit on microbenchmarks", align="<")]))
+    return lines
 
 
 def predict(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> Any:

@@ -80,10 +80,10 @@ def _conv(layer: Layer) -> str:
     if groups != 1 and per_group == 1:
         (sh, sw) = pair(layer.attrs.get("stride", ONE))
         return "conv_depthwise" if (sh, sw) == (1, 1) else "conv_depthwise_strided"
-    if per_group.is_number and per_group <= 4:
-        return "conv_stem"
     if groups != 1:
         return "conv_grouped"
+    if per_group.is_number and per_group <= 4:
+        return "conv_stem"
     return "conv_pointwise" if (kh, kw) == (1, 1) else "conv_dense"
 
 

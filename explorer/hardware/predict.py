@@ -113,8 +113,8 @@ def predict(spec: Spec, values: Mapping[str, Any] | None = None, *, hardware: st
     """Exact costs at one configuration, timed kernel by kernel on a device."""
     device = hardware if isinstance(hardware, Device) else load_device(hardware)
     dtype = dtype or spec.dtype
+    model = model_for(device, dtype, execution)  # a measured profile names the precision it was measured at
     device.peak_for(dtype)
-    model = model_for(device, dtype, execution)
     result = analyze(spec, values, Precision(dtype, weight_dtype))
     return place(result, device, model, memory_budget)
 

@@ -94,7 +94,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 def kendall(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's tau-b (ties in either variable accounted for)."""
     concordant = discordant = tx = ty = 0
-    for (a1, b1), (a2, b2) in itertools.combinations(zip(x, y), 2):
+    pairs = list(zip((float(v) for v in x), (float(v) for v in y)))
+    for (a1, b1), (a2, b2) in itertools.combinations(pairs, 2):
         dx, dy = (a1 > a2) - (a1 < a2), (b1 > b2) - (b1 < b2)
         if dx == 0 and dy == 0:
             continue
