@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from explorer.commands import analyze, compare, hardware, study
+from explorer.commands import analyze, compare, hardware, measure, study
 
-REGISTER = [analyze.register, hardware.register, study.register, compare.register]
+REGISTER = [analyze.register, hardware.register, study.register, compare.register, measure.register]
