@@ -65,17 +65,16 @@ def render(data: dict[str, Any]) -> str:
     """The readable report: configuration, machine, clock, per-layer rows, total."""
     total = data["total"]
     threads = f"{data['threads']} thread{'s' if data['threads'] != 1 else ''}"
-    lines = [f"{data['spec']}  " + "  ".join(f"{k}={v}" for k, v in data["values"].items()),
-             f"device: {data['device']} ({data['device_kind']}), {threads}, {data['dtype']}, "
-             f"torch {data['torch_version']}",
-             f"clock:  {total['clock']}, best of {total['rounds']} rounds x {total['number']} call(s), "
-             f"after warm-up", ""]
+    machine = (f"device: {data['device']} ({data['device_kind']}), {threads}, {data['dtype']}, "
+               f"torch {data['torch_version']}")
+    clock = f"clock:  {total['clock']}, best of {total['rounds']} rounds x {total['number']} call(s), after warm-up"
+    lines = [f"{data['spec']}  " + "  ".join(f"{k}={v}" for k, v in data["values"].items()), machine, clock, ""]
     if data["layers"]:
         rows = [{**r, "share": r["best_s"] / data["layers_sum_s"] if data["layers_sum_s"] else 0.0}
                 for r in data["layers"]]
-        lines += [report.table(rows, LAYER_COLUMNS), "",
-                  f"sum of layer rows: {report.seconds(data['layers_sum_s'])} "
-                  f"(each layer timed alone on its real inputs; the total runs them back to back)", ""]
+        note = (f"sum of layer rows: {report.seconds(data['layers_sum_s'])} "
+                "(each layer timed alone on its real inputs; the total runs them back to back)")
+        lines += [report.table(rows, LAYER_COLUMNS), "", note, ""]
     lines.append(f"total: {report.seconds(total['best_s'])} ± {100 * total['spread']:.1f} % "
                  f"(median {report.seconds(total['median_s'])}; " + wall_cpu(total) + ")")
     return "\n".join(lines)

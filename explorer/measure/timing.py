@@ -123,7 +123,8 @@ def _cuda_round(fn: Callable[[], Any], n: int) -> Round:
 def _summary(samples: list[Round], n: int, clock: str) -> Timing:
     wall = [s[0] for s in samples]
     cpu = [s[1] for s in samples if s[1] is not None]
-    chosen = {"wall": wall, "thread_cpu": cpu, "cuda_event": [s[2] for s in samples]}[clock]
+    events = [s[2] for s in samples if s[2] is not None]
+    chosen = {"wall": wall, "thread_cpu": cpu, "cuda_event": events}[clock]
     return Timing(min(chosen), statistics.median(chosen), spread(chosen), len(samples), n, clock,
                   tuple(chosen), min(wall), statistics.median(wall),
                   min(cpu) if cpu else None, statistics.median(cpu) if cpu else None)
