@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from explorer.commands import analyze, calibrate, compare, hardware, study
+from explorer.commands import analyze, calibrate, compare, hardware, measure, study
 
-REGISTER = [analyze.register, hardware.register, calibrate.register, study.register, compare.register]
+REGISTER = [analyze.register, hardware.register, measure.register, calibrate.register, study.register,
+            compare.register]

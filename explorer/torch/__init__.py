@@ -106,7 +106,7 @@ def tie_weights(model: Model, modules: dict[str, nn.Module]) -> None:
         tied = layer.attrs.get("tied") if layer.op == "linear" else None
         if not tied:
             continue
-        weight = modules[tied].weight
+        weight: Any = modules[tied].weight
         want = (int(layer.attrs["out"]), int(layer.in_shapes[0][-1]))
         if tuple(weight.shape) != want:
             raise SpecError(f"tied weight of '{tied}' has shape {list(weight.shape)}, a linear "

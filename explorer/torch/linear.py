@@ -30,6 +30,7 @@ class TiedLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(fout)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.weight is not None, f"weight not tied to '{self.tied}' yet"
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 class BatchNorm(nn.Module):
     """Inference BatchNorm on [N, C, ...] of any rank: per-channel scale and shift."""
 
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, channels: int, affine: bool, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
