@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--quick", action="store_true", help="a fifth of the microbenchmarks (for a smoke test)")
     p.add_argument("--classes", help="comma-separated kernel classes to measure (default: all)")
-    p.add_argument("--rounds", type=int, default=5, help="timing rounds per microbenchmark (best is kept)")
+    p.add_argument("--rounds", type=int, help="timing rounds per microbenchmark, the best kept (default 5; 3 quick)")
     p.add_argument("--name", help="profile name (default: the device, precision and threads)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_calibrate)
@@ -72,7 +72,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     update, close = _bar(args.quiet, "calibrating")
     try:
         cal = calibrate(device=args.device, threads=args.threads, dtype=args.dtype, classes=classes,
-                        scale=0.2 if args.quick else 1.0, rounds=args.rounds, progress=update)
+                        scale=0.2 if args.quick else 1.0, rounds=args.rounds or (3 if args.quick else 5),
+                        min_time_s=0.004 if args.quick else 0.01, progress=update)
     finally:
         close()
     import yaml

@@ -15,7 +15,6 @@ The end-to-end models that ``explorer accuracy`` judges are never timed here.
 from __future__ import annotations
 
 import datetime
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,22 +100,13 @@ def _class_doc(f: Fit) -> dict[str, Any]:
 
 def device_description(device: str) -> tuple[str, str]:
     """(name, kind) of the CPU or GPU being measured."""
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.get_device_name(0), "gpu"
-    name = platform.processor() or "CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import os
 
-    return f"{name} ({os.cpu_count()} logical cores)", "cpu"
+    from explorer.measure import device_name
+
+    if device.startswith("cuda"):
+        return device_name(device), "gpu"
+    return f"{device_name(device)} ({os.cpu_count()} logical cores)", "cpu"
 
 
 def _capacity(device: str) -> float:
@@ -170,7 +160,9 @@ def rotating(bridge: Any, moved: float, target: float = ROTATE_BYTES, most: int 
 
     import torch
 
-    n = max(1, min(most, int(target // max(moved, 1.0)) + 1))
+    held = sum(t.numel() * t.element_size() for t in (*bridge.module.parameters(), *bridge.module.buffers(),
+                                                       *bridge.inputs))
+    n = max(1, min(most, int(target // max(moved, held, 1.0)) + 1))
     copies = [(bridge.module, bridge.inputs)]
     for _ in range(n - 1):
         copies.append((copy.deepcopy(bridge.module), tuple(x.clone() for x in bridge.inputs)))
@@ -192,6 +184,8 @@ def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", cla
               progress: Callable[[int, int, str], None] | None = None) -> Calibration:
     """Run the microbenchmarks and fit every class (see the module docstring)."""
     torch = _torch(device)
+    if threads < 1:
+        raise ExplorerError(f"threads must be at least 1, got {threads}")
     if device == "cpu":
         torch.set_num_threads(threads)
     name, kind = device_description(device)
@@ -239,12 +233,9 @@ def fit_all(measured: list[Measured]) -> dict[str, Fit]:
 
 
 def _torch(device: str) -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise ExplorerError("calibration needs PyTorch: pip install 'explorer[torch]'") from None
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ExplorerError("--device cuda: no CUDA device is available to this PyTorch")
-    if device not in ("cpu", "cuda"):
-        raise ExplorerError(f"unknown device '{device}': choose cpu or cuda")
+    from explorer.measure import check_device
+    from explorer.torch import require_torch
+
+    torch = require_torch()
+    check_device(device)
     return torch
