@@ -164,6 +164,15 @@ def test_cli_cuda_without_cuda_is_one_line(run, tiny) -> None:
     assert err.startswith("error: --device cuda: CUDA is not available (") and err.count("\n") == 1
 
 
+def test_cli_layer_torch_rejects_is_one_line(run, tmp_path) -> None:
+    bad = {**TINY, "layers": [{"name": "pool", "op": "avgpool", "kernel": 2, "padding": 2}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad, sort_keys=False))
+    code, out, err = run("measure", path)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"{path}:") and "layer 'pool': torch cannot run this avgpool layer: pad should be" in err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--rounds", "0"], "--rounds must be >= 1"),
     (["--threads", "0"], "threads must be at least 1, got 0"),

@@ -62,7 +62,7 @@ def measure(spec: Spec, values: Mapping[str, Any] | None = None, *, device: str 
 
     ``per_layer``: also time every layer, ``layer_timing`` "isolated" or "inline" (explorer/measure/layers.py).
     """
-    from explorer.torch import require_torch, to_module
+    from explorer.torch import check_runs, require_torch, to_module
 
     torch = require_torch()
     check_device(device)
@@ -74,6 +74,7 @@ def measure(spec: Spec, values: Mapping[str, Any] | None = None, *, device: str 
     torch.set_num_threads(threads)
     try:
         bridge = to_module(spec, values, dtype=dtype, device=device, seed=seed)
+        check_runs(bridge)
         timer = partial(time_callable, device=device, warmup=warmup, rounds=rounds, min_time_s=min_time_s)
         with torch.inference_mode():
             total = timer(partial(bridge.module, *bridge.inputs))
