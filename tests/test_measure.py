@@ -100,6 +100,17 @@ def test_measure_per_layer_covers_every_layer(tiny) -> None:
     assert m.layers_sum_s == pytest.approx(sum(r.timing.best_s for r in m.layers))
 
 
+def test_measure_inline_layer_rows(tiny) -> None:
+    from explorer.spec import load_spec
+
+    m = measure(load_spec(tiny), per_layer=True, layer_timing="inline", **FAST)
+    assert m.layer_timing == "inline" and [r.path for r in m.layers] == ["c1", "bn", "r1", "pool", "flat", "fc"]
+    assert all(r.timing.rounds == 3 and r.timing.number == 1 and r.timing.best_s > 0 for r in m.layers)
+    assert m.to_dict()["layer_timing"] == "inline"
+    with pytest.raises(ExplorerError, match="layer timing must be one of isolated, inline, got 'x'"):
+        measure(load_spec(tiny), per_layer=True, layer_timing="x")
+
+
 def test_measure_half_precision_and_threads(tiny) -> None:
     from explorer.spec import load_spec
 
@@ -126,6 +137,8 @@ def test_cli_table(run, tiny) -> None:
     for layer in ("c1", "bn", "r1", "pool", "flat", "fc"):
         assert f"\n{layer} " in out
     assert "sum of layer rows: " in out and "\ntotal: " in out
+    code, out, err = run("measure", tiny, "--per-layer", "--layer-timing", "inline", "--rounds", "2")
+    assert code == 0 and "(timestamps between the layers of whole runs)" in out
 
 
 def test_cli_json_and_csv(run, tiny) -> None:
@@ -134,7 +147,8 @@ def test_cli_json_and_csv(run, tiny) -> None:
     data = json.loads(out)
     assert code == 0
     assert set(data) == {"spec", "values", "device", "device_kind", "threads", "dtype", "torch_version", "total",
-                         "layers", "layers_sum_s"}
+                         "layers", "layers_sum_s", "layer_timing"}
+    assert data["layer_timing"] == "isolated"
     assert set(data["total"]) == {"best_s", "median_s", "spread", "rounds", "number", "clock", "samples_s",
                                   "wall_best_s", "wall_median_s", "cpu_best_s", "cpu_median_s"}
     assert data["values"]["batch"] == 2 and len(data["layers"]) == 6
@@ -148,6 +162,15 @@ def test_cli_cuda_without_cuda_is_one_line(run, tiny) -> None:
     code, out, err = run("measure", tiny, "--device", "cuda")
     assert code == 2 and out == ""
     assert err.startswith("error: --device cuda: CUDA is not available (") and err.count("\n") == 1
+
+
+def test_cli_layer_torch_rejects_is_one_line(run, tmp_path) -> None:
+    bad = {**TINY, "layers": [{"name": "pool", "op": "avgpool", "kernel": 2, "padding": 2}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad, sort_keys=False))
+    code, out, err = run("measure", path)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"{path}:") and "layer 'pool': torch cannot run this avgpool layer: pad should be" in err
 
 
 @pytest.mark.parametrize("argv,message", [

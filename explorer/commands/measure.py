@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32")
     p.add_argument("--per-layer", action="store_true", help="also time each layer on its real inputs")
+    p.add_argument("--layer-timing", choices=("isolated", "inline"), default="isolated",
+                   help="per layer: each layer repeated alone (isolated, default) or timestamps inside whole "
+                        "runs (inline, rows add up to a run)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7); the estimate is the best")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
@@ -49,8 +52,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
                             f"{args.rounds}, {args.warmup}, {args.min_time}")
     spec = load_spec(args.spec)
     result = measure(spec, parse_assignments(args.set), device=args.device, threads=args.threads,
-                     dtype=args.dtype, per_layer=args.per_layer, rounds=args.rounds, warmup=args.warmup,
-                     min_time_s=args.min_time)
+                     dtype=args.dtype, per_layer=args.per_layer, layer_timing=args.layer_timing,
+                     rounds=args.rounds, warmup=args.warmup, min_time_s=args.min_time)
     data = result.to_dict()
     if args.format == "json":
         print(report.to_json(data))
@@ -72,8 +75,9 @@ def render(data: dict[str, Any]) -> str:
     if data["layers"]:
         rows = [{**r, "share": r["best_s"] / data["layers_sum_s"] if data["layers_sum_s"] else 0.0}
                 for r in data["layers"]]
-        note = (f"sum of layer rows: {report.seconds(data['layers_sum_s'])} "
-                "(each layer timed alone on its real inputs; the total runs them back to back)")
+        how = {"isolated": "each layer repeated alone on its real inputs; the total runs them back to back",
+               "inline": "timestamps between the layers of whole runs"}[data["layer_timing"]]
+        note = f"sum of layer rows: {report.seconds(data['layers_sum_s'])} ({how})"
         lines += [report.table(rows, LAYER_COLUMNS), "", note, ""]
     lines.append(f"total: {report.seconds(total['best_s'])} ± {100 * total['spread']:.1f} % "
                  f"(median {report.seconds(total['median_s'])}; " + wall_cpu(total) + ")")

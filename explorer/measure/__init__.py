@@ -3,7 +3,8 @@
 ``measure(spec, values)`` builds the module with :func:`explorer.torch.to_module`, sets the torch
 thread count, and times ``module(*inputs)`` under ``torch.inference_mode()`` in eval mode with
 :func:`explorer.measure.timing.time_callable`. Per layer, each layer's call is timed on its real
-inputs during one run of the graph (docs/torch-bridge.md#per-layer-timing).
+inputs during one run of the graph ("isolated"), or read off timestamps between layers in whole runs
+("inline"); see explorer/measure/layers.py and docs/torch-bridge.md#per-layer-timing.
 """
 
 from __future__ import annotations
@@ -16,18 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import ExplorerError
+from explorer.measure.layers import MODES, LayerTiming, time_inline, time_isolated
 from explorer.measure.timing import Timing, time_callable
 from explorer.spec import Spec
 
 DEVICES = ("cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class LayerTiming:
-    path: str
-    op: str
-    category: str
-    timing: Timing
 
 
 @dataclass
@@ -43,6 +37,7 @@ class Measurement:
     torch_version: str
     total: Timing
     layers: list[LayerTiming] = field(default_factory=list)
+    layer_timing: str | None = None  # "isolated" or "inline" when there are layer rows
 
     @property
     def layers_sum_s(self) -> float:
@@ -51,7 +46,7 @@ class Measurement:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("spec", "values", "device", "device_kind", "threads", "dtype",
-                                              "torch_version")}
+                                              "torch_version", "layer_timing")}
         out["total"] = self.total.to_dict()
         out["layers"] = [{"name": r.path, "op": r.op, "category": r.category, **r.timing.to_dict()}
                          for r in self.layers]
@@ -61,39 +56,39 @@ class Measurement:
 
 
 def measure(spec: Spec, values: Mapping[str, Any] | None = None, *, device: str = "cpu", threads: int = 1,
-            dtype: str = "fp32", per_layer: bool = False, rounds: int = 7, warmup: int = 3,
-            min_time_s: float = 0.05, seed: int = 0) -> Measurement:
-    """Time ``spec`` at one configuration (defaults with ``values`` applied); see the module docstring."""
-    from explorer.torch import require_torch, to_module
+            dtype: str = "fp32", per_layer: bool = False, layer_timing: str = "isolated", rounds: int = 7,
+            warmup: int = 3, min_time_s: float = 0.05, seed: int = 0) -> Measurement:
+    """Time ``spec`` at one configuration (defaults with ``values`` applied); see the module docstring.
+
+    ``per_layer``: also time every layer, ``layer_timing`` "isolated" or "inline" (explorer/measure/layers.py).
+    """
+    from explorer.torch import check_runs, require_torch, to_module
 
     torch = require_torch()
     check_device(device)
     if threads < 1:
         raise ExplorerError(f"threads must be at least 1, got {threads}")
+    if layer_timing not in MODES:
+        raise ExplorerError(f"layer timing must be one of {', '.join(MODES)}, got '{layer_timing}'")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         bridge = to_module(spec, values, dtype=dtype, device=device, seed=seed)
+        check_runs(bridge)
         timer = partial(time_callable, device=device, warmup=warmup, rounds=rounds, min_time_s=min_time_s)
         with torch.inference_mode():
             total = timer(partial(bridge.module, *bridge.inputs))
-            layers = time_layers(bridge, timer) if per_layer else []
+            layers = _layers(bridge, layer_timing, timer, device, rounds, warmup) if per_layer else []
     finally:
         torch.set_num_threads(before)
     return Measurement(spec.name, dict(bridge.values), device_name(device), device.split(":")[0], threads, dtype,
-                       torch.__version__, total, layers)
+                       torch.__version__, total, layers, layer_timing if per_layer else None)
 
 
-def time_layers(bridge: Any, timer: Any) -> list[LayerTiming]:
-    """Each layer timed on its real inputs, in execution order, during one run of the graph."""
-    ops = {layer.path: layer for layer in bridge.model.layers}
-    rows: list[LayerTiming] = []
-
-    def on_layer(path: str, fn: Any) -> None:
-        rows.append(LayerTiming(path, ops[path].op, ops[path].category, timer(fn)))
-
-    bridge.module.run(*bridge.inputs, on_layer=on_layer)
-    return rows
+def _layers(bridge: Any, mode: str, timer: Any, device: str, rounds: int, warmup: int) -> list[LayerTiming]:
+    if mode == "inline":
+        return time_inline(bridge, device=device, rounds=rounds, warmup=warmup)
+    return time_isolated(bridge, timer)
 
 
 def check_device(device: str) -> None:

@@ -69,7 +69,7 @@ def time_callable(fn: Callable[[], Any], *, device: str = "cpu", warmup: int = 3
     finally:
         if enabled:
             gc.enable()
-    return _summary(samples, n, clock)
+    return summarize(samples, n, clock)
 
 
 def default_clock(device: str) -> str:
@@ -120,7 +120,8 @@ def _cuda_round(fn: Callable[[], Any], n: int) -> Round:
     return wall, None, start.elapsed_time(end) * 1e-3 / n
 
 
-def _summary(samples: list[Round], n: int, clock: str) -> Timing:
+def summarize(samples: list[Round], n: int, clock: str) -> Timing:
+    """A Timing from per-round (wall, thread CPU, CUDA event) seconds per call."""
     wall = [s[0] for s in samples]
     cpu = [s[1] for s in samples if s[1] is not None]
     events = [s[2] for s in samples if s[2] is not None]

@@ -83,6 +83,23 @@ def to_module(spec: Spec, values: Mapping[str, Any] | None = None, *, dtype: str
     return Bridge(graph, inputs, [layer.path for layer in model.layers], model, resolved)
 
 
+def check_runs(bridge: Bridge) -> None:
+    """Run the module once; a layer torch rejects (e.g. pooling padding over half the kernel) is a
+    one-line SpecError at that layer instead of a traceback."""
+    torch = require_torch()
+    current: list[str] = []
+    try:
+        with torch.inference_mode():
+            bridge.module.run(*bridge.inputs, on_layer=lambda path, fn: current.append(path))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        if not current:
+            raise
+        layer = bridge.model.nodes[current[-1]]
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SpecError(f"torch cannot run this {layer.op} layer: {first}", path=bridge.model.spec.path,
+                        line=layer.line, layer=layer.path) from None
+
+
 def torch_dtype(name: str) -> torch.dtype:
     torch = require_torch()
     table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
@@ -143,4 +160,4 @@ def id_range(model: Model, name: str) -> int:
     return min(nums, default=2)
 
 
-__all__ = ["TORCH_OPS", "Bridge", "load_builders", "require_torch", "to_module", "torch_op"]
+__all__ = ["TORCH_OPS", "Bridge", "check_runs", "load_builders", "require_torch", "to_module", "torch_op"]
