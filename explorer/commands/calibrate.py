@@ -15,6 +15,9 @@ def register(sub: Any) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="time kernels in eager PyTorch (an eager profile, default) or in ONNX Runtime with graph "
+                        "optimizations (a fused profile: conv + norm + activation as one kernel)")
     p.add_argument("--quick", action="store_true", help="a fifth of the microbenchmarks (for a smoke test)")
     p.add_argument("--classes", help="comma-separated kernel classes to measure (default: all)")
     p.add_argument("--rounds", type=int, help="timing rounds per microbenchmark, the best kept (default 5; 3 quick)")
@@ -32,7 +35,9 @@ def register(sub: Any) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dtype")
-    p.add_argument("--execution", choices=("eager", "fused"))
+    p.add_argument("--execution", choices=("eager", "fused"), help="default: the profile's mode")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"),
+                   help="what the measurement runs in (default: torch for eager, onnxruntime for fused)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--plot", metavar="FILE.png", help="predicted-vs-measured chart (log-log, y = x, +-10 %% band)")
@@ -73,7 +78,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         cal = calibrate(device=args.device, threads=args.threads, dtype=args.dtype, classes=classes,
                         scale=0.2 if args.quick else 1.0, rounds=args.rounds or (3 if args.quick else 5),
-                        min_time_s=0.004 if args.quick else 0.01, progress=update)
+                        min_time_s=0.004 if args.quick else 0.01, runtime=args.runtime, progress=update)
     finally:
         close()
     import yaml
@@ -150,7 +155,8 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     update, close = _bar(args.quiet, "measuring")
     try:
         rep = accuracy.run(spec, configs, hardware=args.hardware, device=args.device, threads=args.threads,
-                           dtype=args.dtype, execution=args.execution, rounds=args.rounds, progress=update)
+                           dtype=args.dtype, execution=args.execution, runtime=args.runtime, rounds=args.rounds,
+                           progress=update)
     finally:
         close()
     if args.format == "json":

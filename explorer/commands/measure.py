@@ -33,6 +33,8 @@ def register(sub: Any) -> None:
     p.add_argument("--layer-timing", choices=("isolated", "inline"), default="isolated",
                    help="per layer: each layer repeated alone (isolated, default) or timestamps inside whole "
                         "runs (inline, rows add up to a run)")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="eager PyTorch (default) or ONNX Runtime with every graph optimization (fuses layers)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7); the estimate is the best")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
@@ -53,7 +55,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     result = measure(spec, parse_assignments(args.set), device=args.device, threads=args.threads,
                      dtype=args.dtype, per_layer=args.per_layer, layer_timing=args.layer_timing,
-                     rounds=args.rounds, warmup=args.warmup, min_time_s=args.min_time)
+                     rounds=args.rounds, warmup=args.warmup, min_time_s=args.min_time, runtime=args.runtime)
     data = result.to_dict()
     if args.format == "json":
         print(report.to_json(data))

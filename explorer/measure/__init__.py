@@ -38,6 +38,7 @@ class Measurement:
     total: Timing
     layers: list[LayerTiming] = field(default_factory=list)
     layer_timing: str | None = None  # "isolated" or "inline" when there are layer rows
+    runtime: str = "torch"  # or "onnxruntime"
 
     @property
     def layers_sum_s(self) -> float:
@@ -46,7 +47,7 @@ class Measurement:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("spec", "values", "device", "device_kind", "threads", "dtype",
-                                              "torch_version", "layer_timing")}
+                                              "torch_version", "layer_timing", "runtime")}
         out["total"] = self.total.to_dict()
         out["layers"] = [{"name": r.path, "op": r.op, "category": r.category, **r.timing.to_dict()}
                          for r in self.layers]
@@ -57,8 +58,11 @@ class Measurement:
 
 def measure(spec: Spec, values: Mapping[str, Any] | None = None, *, device: str = "cpu", threads: int = 1,
             dtype: str = "fp32", per_layer: bool = False, layer_timing: str = "isolated", rounds: int = 7,
-            warmup: int = 3, min_time_s: float = 0.05, seed: int = 0) -> Measurement:
+            warmup: int = 3, min_time_s: float = 0.05, seed: int = 0, runtime: str = "torch") -> Measurement:
     """Time ``spec`` at one configuration (defaults with ``values`` applied); see the module docstring.
+
+    ``runtime``: "torch" (eager PyTorch) or "onnxruntime" (the module exported to ONNX and run with
+    every graph optimization, a fusing runtime; explorer/measure/runtime.py).
 
     ``per_layer``: also time every layer, ``layer_timing`` "isolated" or "inline" (explorer/measure/layers.py).
     """
@@ -68,6 +72,11 @@ def measure(spec: Spec, values: Mapping[str, Any] | None = None, *, device: str 
     check_device(device)
     if threads < 1:
         raise ExplorerError(f"threads must be at least 1, got {threads}")
+    from explorer.measure.runtime import check_runtime, ort_call
+
+    check_runtime(runtime, device)
+    if per_layer and runtime != "torch":
+        raise ExplorerError("per-layer timing needs the torch runtime (ONNX Runtime fuses layers)")
     if layer_timing not in MODES:
         raise ExplorerError(f"layer timing must be one of {', '.join(MODES)}, got '{layer_timing}'")
     before = torch.get_num_threads()
@@ -77,12 +86,13 @@ def measure(spec: Spec, values: Mapping[str, Any] | None = None, *, device: str 
         check_runs(bridge)
         timer = partial(time_callable, device=device, warmup=warmup, rounds=rounds, min_time_s=min_time_s)
         with torch.inference_mode():
-            total = timer(partial(bridge.module, *bridge.inputs))
+            run = partial(bridge.module, *bridge.inputs) if runtime == "torch" else ort_call(bridge, threads)
+            total = timer(run)
             layers = _layers(bridge, layer_timing, timer, device, rounds, warmup) if per_layer else []
     finally:
         torch.set_num_threads(before)
     return Measurement(spec.name, dict(bridge.values), device_name(device), device.split(":")[0], threads, dtype,
-                       torch.__version__, total, layers, layer_timing if per_layer else None)
+                       torch.__version__, total, layers, layer_timing if per_layer else None, runtime)
 
 
 def _layers(bridge: Any, mode: str, timer: Any, device: str, rounds: int, warmup: int) -> list[LayerTiming]:

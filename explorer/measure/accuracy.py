@@ -141,11 +141,17 @@ def grid(spec: Any, axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def run(spec: Any, configs: Sequence[Mapping[str, Any]], *, hardware: str, device: str = "cpu", threads: int = 1,
-        dtype: str | None = None, execution: str | None = None, rounds: int = 5,
+        dtype: str | None = None, execution: str | None = None, runtime: str | None = None, rounds: int = 5,
         progress: Callable[[int, int, str], None] | None = None) -> Report:
-    """Measure and predict every configuration; score the model and the MACs baseline."""
+    """Measure and predict every configuration; score the model and the MACs baseline. The runtime
+    defaults to the execution mode's counterpart: PyTorch eager for eager, ONNX Runtime for fused."""
     from explorer.hardware.predict import predict
+    from explorer.hardware.profile import load_device
     from explorer.measure import measure
+
+    device_profile = load_device(hardware)
+    mode = execution or device_profile.execution_mode
+    runtime = runtime or ("torch" if mode == "eager" else "onnxruntime")
 
     dtype = dtype or spec.dtype
     points: list[Point] = []
@@ -155,9 +161,9 @@ def run(spec: Any, configs: Sequence[Mapping[str, Any]], *, hardware: str, devic
         label = " ".join(f"{k}={v}" for k, v in values.items()) or "defaults"
         if progress:
             progress(i, len(configs), label)
-        pred = predict(spec, dict(values), hardware=hardware, dtype=dtype, execution=execution)
+        pred = predict(spec, dict(values), hardware=device_profile, dtype=dtype, execution=mode)
         exec_mode = pred.execution.mode
-        m = measure(spec, dict(values), device=device, threads=threads, dtype=dtype, rounds=rounds)
+        m = measure(spec, dict(values), device=device, threads=threads, dtype=dtype, rounds=rounds, runtime=runtime)
         device_name = m.device
         points.append(Point(label, dict(values), int(pred.analysis.totals["macs"]), m.total.best_s,
                             m.total.spread, pred.totals.latency_s))
@@ -166,6 +172,6 @@ def run(spec: Any, configs: Sequence[Mapping[str, Any]], *, hardware: str, devic
     c = macs_constant([p.macs for p in points], [p.measured_s for p in points])
     points = [Point(p.label, p.values, p.macs, p.measured_s, p.spread, p.predicted_s, c * p.macs) for p in points]
     measured = [p.measured_s for p in points]
-    return Report(spec.name, device_name, str(hardware), exec_mode or "eager", dtype, threads, points,
+    return Report(spec.name, device_name, str(hardware), f"{exec_mode} ({runtime})", dtype, threads, points,
                   scores([p.predicted_s for p in points], measured), scores([p.baseline_s for p in points], measured),
                   c)

@@ -54,10 +54,13 @@ class Calibration:
     peak_flops: float = 0.0
     bandwidth: float = 0.0
     capacity: float = 0.0
+    runtime: str = "torch"
 
     @property
     def source(self) -> str:
-        return (f"measured by explorer calibrate on {self.device_name}, torch {self.torch_version}, {self.date}: "
+        what = "torch" if self.runtime == "torch" else f"onnxruntime {_ort_version()} (exported by torch"
+        return (f"measured by explorer calibrate on {self.device_name}, {what} {self.torch_version}"
+                f"{')' if self.runtime != 'torch' else ''}, {self.date}: "
                 f"{len(self.measured)} microbenchmarks at {self.dtype}, {self.threads} thread(s), {self.clock}, "
                 f"best of {self.rounds} rounds")
 
@@ -77,11 +80,20 @@ class Calibration:
                        "capacity": {"value": f"{self.capacity / 1e9:.4g} GB",
                                     "source": "total memory reported by the system (/proc/meminfo MemTotal or "
                                               "the CUDA device)"}},
-            "execution": {"mode": "eager"},
+            "execution": {"mode": "eager" if self.runtime == "torch" else "fused"},
             "measured": {"source": self.source, "dtype": self.dtype, "combine": "sum", "threads": self.threads,
                          "default": default,
                          "classes": {k: _class_doc(f) for k, f in self.fits.items()}},
         }
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+
+        return str(onnxruntime.__version__)
+    except ImportError:
+        return "?"
 
 
 def _class_doc(f: Fit) -> dict[str, Any]:
@@ -124,8 +136,9 @@ def _capacity(device: str) -> float:
     return 0.0
 
 
-def measure_bench(b: Bench, *, device: str, dtype: str, rounds: int, min_time_s: float) -> Measured:
-    """Build the one-layer spec, derive its kernel metrics exactly, run and time it."""
+def measure_bench(b: Bench, *, device: str, dtype: str, rounds: int, min_time_s: float,
+                  runtime: str = "torch", threads: int = 1) -> Measured:
+    """Build the one-kernel spec, derive its kernel metrics exactly, run and time it."""
     import yaml
 
     from explorer.analysis import analyze
@@ -138,14 +151,17 @@ def measure_bench(b: Bench, *, device: str, dtype: str, rounds: int, min_time_s:
     spec = loads_spec(yaml.safe_dump(spec_data(b), sort_keys=False), path=f"<microbenchmark {b.label}>")
     result = analyze(spec, {}, Precision(dtype))
     subs = substitution(result.model, result.values)
-    (km,) = [k for k in kernel_metrics(result.costs, plan(result.model, "eager"))]
-    if km.kernel.klass != b.klass:
-        raise ExplorerError(f"microbenchmark {b.label} runs as {km.kernel.klass}, not {b.klass}")
+    mode = "eager" if runtime == "torch" else "fused"
+    kernels = kernel_metrics(result.costs, plan(result.model, mode))
+    if len(kernels) != 1 or kernels[0].kernel.klass != b.klass:
+        raise ExplorerError(f"microbenchmark {b.label} runs as {[k.kernel.name for k in kernels]}, not one {b.klass}")
+    km = kernels[0]
     bridge = to_module(spec, {}, dtype=dtype, device=device)
     import torch
 
     with torch.inference_mode():
-        call = rotating(bridge, float(exact(km.bytes, subs)))
+        moved = float(exact(km.bytes, subs))
+        call = rotating(bridge, moved) if runtime == "torch" else rotating_ort(bridge, moved, threads)
         timing = time_callable(call, device=device, rounds=rounds, min_time_s=min_time_s)
     sample = Sample(float(exact(km.flops, subs)), float(exact(km.bytes, subs)), float(exact(km.key, subs)),
                     timing.best_s, b.label)
@@ -179,24 +195,50 @@ def rotating(bridge: Any, moved: float, target: float = ROTATE_BYTES, most: int 
     return call
 
 
+def rotating_ort(bridge: Any, moved: float, threads: int, target: float = ROTATE_BYTES,
+                 most: int = 64) -> Callable[[], None]:
+    """ONNX Runtime's kernel cycling through copies of its inputs (its weights live in the session),
+    outputs kept in a ring (see :func:`rotating`)."""
+    from explorer.measure.runtime import feeds, ort_session
+
+    session = ort_session(bridge, threads)
+    held = sum(t.numel() * t.element_size() for t in bridge.inputs)
+    n = max(1, min(most, int(target // max(moved, held, 1.0)) + 1))
+    copies = [feeds(session, tuple(x.clone() for x in bridge.inputs)) for _ in range(n)]
+    ring: list[Any] = [None] * n
+    state = [0]
+
+    def call() -> None:
+        i = state[0]
+        state[0] = (i + 1) % n
+        ring[i] = session.run(None, copies[i])
+
+    return call
+
+
 def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", classes: Sequence[str] | None = None,
               scale: float = 1.0, rounds: int = 5, min_time_s: float = 0.01, seed: int = 0,
-              progress: Callable[[int, int, str], None] | None = None) -> Calibration:
-    """Run the microbenchmarks and fit every class (see the module docstring)."""
+              runtime: str = "torch", progress: Callable[[int, int, str], None] | None = None) -> Calibration:
+    """Run the microbenchmarks and fit every class (see the module docstring). ``runtime``
+    "onnxruntime" calibrates the fused mode: anchors with their epilogues, run by ONNX Runtime."""
+    from explorer.measure.runtime import check_runtime
+
     torch = _torch(device)
+    check_runtime(runtime, device)
     if threads < 1:
         raise ExplorerError(f"threads must be at least 1, got {threads}")
     if device == "cpu":
         torch.set_num_threads(threads)
     name, kind = device_description(device)
-    grid = list(benches(list(classes) if classes else None, scale=scale, seed=seed))
+    grid = list(benches(list(classes) if classes else None, scale=scale, seed=seed, fused=runtime != "torch"))
     measured: list[Measured] = []
     failed: list[tuple[str, str]] = []
     for i, b in enumerate(grid):
         if progress:
             progress(i, len(grid), b.label)
         try:
-            measured.append(measure_bench(b, device=device, dtype=dtype, rounds=rounds, min_time_s=min_time_s))
+            measured.append(measure_bench(b, device=device, dtype=dtype, rounds=rounds, min_time_s=min_time_s,
+                                          runtime=runtime, threads=threads))
         except (ExplorerError, RuntimeError) as exc:  # a shape the backend rejects: recorded, not fatal
             failed.append((b.label, str(exc).splitlines()[0][:200]))
     if progress:
@@ -208,7 +250,7 @@ def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", cla
     clock = "thread CPU time" if device == "cpu" and threads == 1 else ("CUDA events" if device == "cuda" else
                                                                         "wall time")
     cal = Calibration(name, kind, torch.__version__, dtype, threads, clock,
-                      datetime.date.today().isoformat(), rounds, fits, measured, failed)
+                      datetime.date.today().isoformat(), rounds, fits, measured, failed, runtime=runtime)
     cal.peak_flops = max((m.sample.flops / m.sample.seconds for m in measured), default=0.0)
     streams = [m.sample for m in measured if m.bench.klass in ("elementwise", "data")]
     large = [s for s in streams if s.bytes >= 32e6] or streams  # past the caches, when measured

@@ -25,6 +25,23 @@ class Bench:
     label: str
     inputs: dict[str, list[int]]
     layer: dict[str, Any]
+    epilogue: tuple[dict[str, Any], ...] = ()  # layers a fusing runtime runs inside the kernel
+
+
+EPILOGUE_ACTS = ("relu", "relu6", "silu", "hardswish", "sigmoid", "gelu")
+
+
+def with_epilogue(b: Bench, rng: random.Random) -> Bench:
+    """For a fusing runtime: a conv gets a BatchNorm and/or an activation, a linear an activation."""
+    layers: list[dict[str, Any]] = []
+    if b.klass.startswith("conv") and rng.random() < 0.7:
+        layers.append({"op": "batchnorm"})
+    if (b.klass.startswith("conv") or b.klass == "matmul") and rng.random() < 0.7:
+        layers.append({"op": rng.choice(EPILOGUE_ACTS)})
+    if not layers:
+        return b
+    label = b.label + " + " + " + ".join(e["op"] for e in layers)
+    return Bench(b.klass, label, b.inputs, b.layer, tuple(layers))
 
 
 def _pick(rng: random.Random, values: tuple[int, ...], lo: int = 0, hi: int | None = None) -> int:
@@ -194,10 +211,12 @@ GRIDS: dict[str, tuple[Callable[[random.Random], Bench | None], int]] = {
 }
 
 
-def benches(classes: list[str] | None = None, scale: float = 1.0, seed: int = 0) -> Iterator[Bench]:
-    """The grid of every class (``scale`` < 1 for a quick run), deterministic for a seed."""
+def benches(classes: list[str] | None = None, scale: float = 1.0, seed: int = 0,
+            fused: bool = False) -> Iterator[Bench]:
+    """The grid of every class (``scale`` < 1 for a quick run), deterministic for a seed. ``fused``:
+    for a fusing runtime, anchors get epilogues and views (free there) are left out."""
     for klass, (make, count) in GRIDS.items():
-        if classes and klass not in classes:
+        if classes and klass not in classes or fused and klass == "view":
             continue
         rng = random.Random(f"{seed}:{klass}")
         want, seen, tries = max(3, round(count * scale)), set(), 0
@@ -207,13 +226,13 @@ def benches(classes: list[str] | None = None, scale: float = 1.0, seed: int = 0)
             if b is None or b.label in seen:
                 continue
             seen.add(b.label)
-            yield b
+            yield with_epilogue(b, rng) if fused else b
 
 
 def spec_data(b: Bench) -> dict[str, Any]:
     """The benchmark as a spec document (what ``loads_spec`` takes as parsed YAML)."""
-    layer = {"name": "k", **b.layer}
+    layers = [{"name": "k", **b.layer}] + [{"name": f"e{i}", **e} for i, e in enumerate(b.epilogue)]
     inputs: dict[str, Any] = {}
     for name, shape in b.inputs.items():
         inputs[name] = {"shape": shape, "dtype": "int64"} if name == "ids" else shape
-    return {"name": "bench", "inputs": inputs, "layers": [layer]}
+    return {"name": "bench", "inputs": inputs, "layers": layers}
