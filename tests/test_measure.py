@@ -147,7 +147,7 @@ def test_cli_json_and_csv(run, tiny) -> None:
     data = json.loads(out)
     assert code == 0
     assert set(data) == {"spec", "values", "device", "device_kind", "threads", "dtype", "torch_version", "total",
-                         "layers", "layers_sum_s", "layer_timing"}
+                         "layers", "layers_sum_s", "layer_timing", "runtime"}
     assert data["layer_timing"] == "isolated"
     assert set(data["total"]) == {"best_s", "median_s", "spread", "rounds", "number", "clock", "samples_s",
                                   "wall_best_s", "wall_median_s", "cpu_best_s", "cpu_median_s"}
