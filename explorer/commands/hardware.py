@@ -20,6 +20,8 @@ HW_COLUMNS = [
 
 
 def register(sub: Any) -> None:
+    from explorer.commands.analyze import add_precision_args
+
     p = sub.add_parser("hardware", help="list hardware profiles, or show one with its sources")
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("name", nargs="?", help="profile name or path (for 'show')")
@@ -28,8 +30,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("roofline", help="log-log roofline chart of a spec's layers on a device")
     p.add_argument("spec")
     p.add_argument("--hardware", required=True, metavar="NAME|PATH")
-    p.add_argument("--dtype")
-    p.add_argument("--weight-dtype")
+    add_precision_args(p)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("-o", "--output", default="roofline.png", help="PNG or SVG file (default roofline.png)")
     p.add_argument("--label", type=int, default=6, help="label this many of the slowest layers")
@@ -86,14 +87,14 @@ def describe(d: Any) -> str:
 def predict(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> tuple[Any, Any]:
     """Analyze at one configuration and place it on the device: (Analysis, Roofline)."""
     from explorer.analysis import analyze
-    from explorer.cost import Precision
+    from explorer.commands.analyze import precision_from_args
     from explorer.hardware import Roofline, load_device
     from explorer.units import parse_quantity
 
     device = load_device(args.hardware)
-    dtype = args.dtype or spec.dtype
+    precision = precision_from_args(args, spec)
+    dtype = precision.activations
     device.peak_for(dtype)  # a clear error when the device lacks this precision
-    precision = Precision(dtype, args.weight_dtype)
     budget = parse_quantity(args.memory_budget, "bytes") if getattr(args, "memory_budget", None) else None
     result = analyze(spec, overrides, precision)
     return result, Roofline(result.costs, device, dtype, budget)
@@ -110,13 +111,14 @@ def analyze_on_hardware(args: argparse.Namespace, spec: Any, overrides: dict[str
         row.update(bytes=int(t.bytes), intensity=float(t.flops / t.bytes) if t.bytes else 0.0, bound=bound(t),
                    time_s=float(t.time_s), share=float(t.time_s) / latency if latency else 0.0)
     totals = {k: float(v) for k, v in roof.totals.items()}
-    for k in ("weight_bytes", "peak_memory_bytes"):
+    for k in ("weight_bytes", "peak_memory_bytes", "kv_cache_bytes"):
         totals[k] = int(round(totals[k]))
     totals["fits"] = totals["peak_memory_bytes"] <= roof.capacity
     data["totals"].update(totals)
     peak_at = roof.memory.steps[roof.memory.peak_step()] if roof.memory.steps else None
     data["hardware"] = {"device": roof.device.id, "name": roof.device.name, "dtype": roof.dtype,
-                        "weight_dtype": roof.precision.weights or roof.dtype,
+                        "weight_dtype": roof.precision.weight_dtype, "kv_dtype": roof.precision.kv_dtype,
+                        "group_size": roof.precision.group_size,
                         "ridge_point": roof.ridge_point(), "capacity_bytes": roof.capacity, "peak_at": peak_at}
     if args.sort == "time":
         data["layers"].sort(key=lambda r: -r["time_s"])
