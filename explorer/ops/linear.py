@@ -99,6 +99,8 @@ def attention(call: OpCall) -> OpResult:
     cached = call["cached"]
     if not call["kv_cache"] and cached != 0:
         raise SpecError(f"cached={cached} needs kv_cache: true")
+    if call.check(sympy.Max(-cached, 0), sympy.Integer(0)) is False:
+        raise SpecError(f"cached is {cached}, negative (is seq larger than the context?)")
     keys = _window(cached + t_new, call["window"])  # keys each query attends to
     inner, kv_inner = heads * hd, kv_heads * hd
     out = call["out"] if call["out"] is not None else d
