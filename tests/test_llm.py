@@ -250,3 +250,16 @@ def test_windowed_attention_matches_a_masked_reference() -> None:
     scores = scores.masked_fill((pos_k > pos_q) | (pos_k <= pos_q - 3), float("-inf"))
     ref = a.o_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(1, 5, 16))
     assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_study_evaluator_counts_the_kv_cache() -> None:
+    """The compiled study metrics match the exact roofline, KV cache in peak memory included."""
+    from explorer.study.evaluate import Evaluator, Target
+
+    spec, device = load_spec("mistral_7b"), load_device("h100_sxm")
+    values = {**{k: v.default for k, v in spec.variables.items()}, "batch": 4, "seq": 1, "context": 8192}
+    metrics, _ = Evaluator(spec, Target(device, "bf16")).scalar(values)
+    roof = Roofline(analyze(spec, values, Precision("bf16")).costs, device, "bf16")
+    assert metrics["kv_cache_bytes"] == 2 * 32 * 8 * 128 * 4096 * 4 * 2
+    assert metrics["peak_memory"] == pytest.approx(float(roof.totals["peak_memory_bytes"]), rel=1e-12)
+    assert metrics["latency"] == pytest.approx(float(roof.totals["latency_s"]), rel=1e-12)
