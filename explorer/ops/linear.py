@@ -101,7 +101,10 @@ def attention(call: OpCall) -> OpResult:
         raise SpecError(f"cached={cached} needs kv_cache: true")
     if call.check(sympy.Max(-cached, 0), sympy.Integer(0)) is False:
         raise SpecError(f"cached is {cached}, negative (is seq larger than the context?)")
-    keys = _window(cached + t_new, call["window"])  # keys each query attends to
+    window = call["window"]
+    if window is not None and call.check(sympy.Max(1 - window, 0), sympy.Integer(0)) is False:
+        raise SpecError(f"window must be at least 1, got {window}")
+    keys = _window(cached + t_new, window)  # keys each query attends to
     inner, kv_inner = heads * hd, kv_heads * hd
     out = call["out"] if call["out"] is not None else d
     bias = call["bias"]
