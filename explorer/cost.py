@@ -1,7 +1,8 @@
 """Step 3: the graph -> symbolic costs per layer and in total; exact and compiled evaluation.
 
-Metrics (docs/metrics.md): ``params``, ``macs``, ``flops``, ``bytes_read`` (activation inputs and
-weights), ``bytes_written`` (outputs). Each layer's metrics are multiplied by its multiplicity.
+Metrics (docs/ops.md): ``params``, ``macs``, ``flops``, ``bytes_read`` (activation inputs and
+weights), ``bytes_written`` (outputs), ``kv_cache_bytes`` (KV cache resident). Each layer's metrics
+are multiplied by its multiplicity.
 Totals are the sums of the layer rows.
 """
 
@@ -15,24 +16,64 @@ from typing import TYPE_CHECKING, Any
 import sympy
 
 from explorer import expr as ex
-from explorer.errors import SpecError, did_you_mean
+from explorer.errors import ExplorerError, SpecError, did_you_mean
 from explorer.graph import Layer, Model, build, is_integer_dtype
 from explorer.ops.base import fmt_shape, numel
-from explorer.spec import DTYPE_BYTES, Spec
+from explorer.spec import DTYPE_BITS, DTYPE_BYTES, Spec
 
 if TYPE_CHECKING:
     import numpy as np
 
-METRICS = ("params", "macs", "flops", "bytes_read", "bytes_written")
+METRICS = ("params", "macs", "flops", "bytes_read", "bytes_written", "kv_cache_bytes")
 ZERO = sympy.Integer(0)
+
+
+GROUP_SCALED = ("int4", "int8")  # integer weights carry one fp16 scale per group of weights
+SCALE_BYTES = 2  # one fp16 scale, symmetric quantization (no zero-point)
+SCHEMES = {  # --quant shorthands: (activations, weights)
+    "w4a16": ("fp16", "int4"), "w8a16": ("fp16", "int8"), "w8a8": ("int8", "int8"),
+    "fp8": ("fp8_e4m3", "fp8_e4m3"),
+}
 
 
 @dataclass(frozen=True)
 class Precision:
-    """Bytes per element of float activations and of weights (int tensors keep their own size)."""
+    """Storage dtype per tensor kind: float activations, weights, KV cache (int tensors keep their own).
+
+    Weights and the KV cache may be narrower than a byte (int4): their bytes are computed per layer
+    as ceil(elements x bits / 8); integer weights add one fp16 scale per ``group_size`` elements.
+    """
 
     activations: str = "fp32"
     weights: str | None = None  # None: same as activations
+    kv: str | None = None  # None: same as activations
+    group_size: int = 128
+
+    def __post_init__(self) -> None:
+        for kind, dtype, known in (("activation", self.activations, DTYPE_BYTES),
+                                   ("weight", self.weight_dtype, DTYPE_BITS), ("KV-cache", self.kv_dtype, DTYPE_BITS)):
+            if dtype not in known:
+                raise ExplorerError(f"unknown {kind} dtype '{dtype}'{did_you_mean(dtype, known)}; "
+                                    f"known: {', '.join(known)}")
+        if self.group_size < 1:
+            raise ExplorerError(f"group size must be a positive integer, got {self.group_size}")
+
+    @classmethod
+    def scheme(cls, name: str, kv: str | None = None) -> Precision:
+        """``w4a16``, ``w8a16``, ``w8a8``, ``fp8`` (:data:`SCHEMES`)."""
+        if name.lower() not in SCHEMES:
+            raise ExplorerError(f"unknown quantization scheme '{name}'{did_you_mean(name.lower(), SCHEMES)}; "
+                                f"known: {', '.join(SCHEMES)}")
+        act, weights = SCHEMES[name.lower()]
+        return cls(act, weights, kv)
+
+    @property
+    def weight_dtype(self) -> str:
+        return self.weights or self.activations
+
+    @property
+    def kv_dtype(self) -> str:
+        return self.kv or self.activations
 
     @property
     def act_bytes(self) -> int:
@@ -40,17 +81,39 @@ class Precision:
 
     @property
     def weight_bytes(self) -> int:
-        return DTYPE_BYTES[self.weights or self.activations]
+        """Bytes per weight element when it is a whole number (no int4), without scales."""
+        return DTYPE_BYTES[self.weight_dtype]
+
+    def weight_storage(self, elements: Any) -> Any:
+        """Bytes of ``elements`` weights of one layer: ceil(elements x bits / 8) + group scales."""
+        data = _packed(elements, DTYPE_BITS[self.weight_dtype])
+        if self.weight_dtype in GROUP_SCALED:
+            data += SCALE_BYTES * _ceil(ex.as_expr(elements) / self.group_size)
+        return data
+
+    def kv_storage(self, elements: Any) -> Any:
+        """Bytes of ``elements`` KV-cache entries of one layer: ceil(elements x bits / 8)."""
+        return _packed(elements, DTYPE_BITS[self.kv_dtype])
+
+
+def _packed(elements: Any, bits: int) -> Any:
+    return elements * (bits // 8) if bits % 8 == 0 else _ceil(ex.as_expr(elements) * bits / 8)
+
+
+def _ceil(e: Any) -> Any:
+    return sympy.ceiling(e) if not getattr(e, "is_Integer", False) else e
 
 
 @dataclass(frozen=True)
 class Traffic:
     """Elements moved by one layer (before multiplicity), split by what sets their size."""
 
-    act_read: Any  # float activation elements read
+    act_read: Any  # float activation elements read (inputs and scratch)
     int_read_bytes: Any  # bytes of integer inputs (token ids) read
     weight_read: Any  # weight elements read
-    act_write: Any  # elements written
+    act_write: Any  # elements written (outputs and scratch)
+    kv_read: Any = ZERO  # KV-cache elements read
+    kv_write: Any = ZERO  # KV-cache elements written
 
 
 def traffic(model: Model, layer: Layer) -> Traffic:
@@ -68,21 +131,27 @@ def traffic(model: Model, layer: Layer) -> Traffic:
     if weights is None:
         weights = layer.cost.params + layer.cost.buffers
     written = sum((numel(s) for s in layer.out_shapes), ZERO)
-    return Traffic(act, int_bytes, weights, written)
+    scratch = layer.cost.scratch
+    return Traffic(act + scratch, int_bytes, weights, written + scratch, layer.cost.kv_read, layer.cost.kv_write)
+
+
+def instance_metrics(model: Model, layer: Layer, precision: Precision) -> dict[str, Any]:
+    """The metrics of one run of a layer (its multiplicity not applied)."""
+    t = traffic(model, layer)
+    return {
+        "params": layer.cost.params,
+        "macs": layer.cost.macs,
+        "flops": layer.cost.flops,
+        "bytes_read": (t.act_read * precision.act_bytes + precision.weight_storage(t.weight_read)
+                       + t.int_read_bytes + precision.kv_storage(t.kv_read)),
+        "bytes_written": t.act_write * precision.act_bytes + precision.kv_storage(t.kv_write),
+        "kv_cache_bytes": precision.kv_storage(layer.cost.kv_cache),
+    }
 
 
 def layer_metrics(model: Model, layer: Layer, precision: Precision) -> dict[str, Any]:
-    """The five metrics of one layer as sympy expressions, multiplicity applied."""
-    t = traffic(model, layer)
-    c = layer.count
-    return {
-        "params": c * layer.cost.params,
-        "macs": c * layer.cost.macs,
-        "flops": c * layer.cost.flops,
-        "bytes_read": c * (t.act_read * precision.act_bytes + t.weight_read * precision.weight_bytes
-                           + t.int_read_bytes),
-        "bytes_written": c * t.act_write * precision.act_bytes,
-    }
+    """The metrics of one layer as sympy expressions, multiplicity applied."""
+    return {k: layer.count * v for k, v in instance_metrics(model, layer, precision).items()}
 
 
 class Costs:

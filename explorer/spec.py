@@ -17,8 +17,10 @@ from explorer import yamlfile
 from explorer.errors import SpecError, did_you_mean
 
 Number = Union[int, float]
-DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int64": 8,
-               "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1,
+               "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+# bits per element of every dtype a tensor may be stored in; int4 only for weights and the KV cache
+DTYPE_BITS = {**{k: 8 * v for k, v in DTYPE_BYTES.items()}, "int4": 4}
 INTEGER_DTYPES = {"int64", "int32", "int16", "int8", "uint8", "bool"}
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 

@@ -45,7 +45,13 @@ CASES: dict[str, list[tuple[dict, list]]] = {
     "attention": [({"op": "attention", "heads": 2, "inputs": "s"}, []),
                   ({"op": "attention", "heads": 4, "inputs": "s", "causal": True, "bias": False}, []),
                   ({"op": "attention", "heads": 2, "head_dim": 3, "out": 5, "inputs": ["s", "kv"]}, []),
-                  ({"op": "attention", "heads": 2, "inputs": ["s", "kv"], "causal": True}, [])],
+                  ({"op": "attention", "heads": 2, "inputs": ["s", "kv"], "causal": True}, []),
+                  ({"op": "attention", "heads": 4, "kv_heads": 2, "rope": True, "causal": True, "inputs": "s"}, []),
+                  ({"op": "attention", "heads": 2, "kv_heads": 1, "window": 3, "causal": True, "inputs": "s"}, [])],
+    "rmsnorm": [({"op": "rmsnorm", "inputs": "s"}, []), ({"op": "rmsnorm", "weight": False, "inputs": "s"}, [])],
+    "gated_mlp": [({"op": "gated_mlp", "hidden": 16, "inputs": "s"}, []),
+                  ({"op": "gated_mlp", "hidden": 16, "act": "gelu_tanh", "bias": True, "out": 4, "inputs": "s"}, [])],
+    "moe": [({"op": "moe", "experts": 4, "top_k": 2, "hidden": 16, "inputs": "s"}, [])],
     "add": [({"op": "add", "inputs": ["x", "x", "x"]}, []), ({"op": "add", "inputs": ["x", "p"]}, [P])],
     "mul": [({"op": "mul", "inputs": ["x", "p"]}, [P])],
     "sub": [({"op": "sub", "inputs": ["x", "p"]}, [P])],
@@ -147,7 +153,7 @@ def test_op(layer: dict, pre: list) -> None:
 
 def test_ops_with_macs_are_counted_by_flop_counter() -> None:
     """Not a vacuous 0 == 0: the MAC ops really show up in FlopCounterMode."""
-    for op in ("conv2d", "conv_transpose2d", "linear", "matmul", "attention"):
+    for op in ("conv2d", "conv_transpose2d", "linear", "matmul", "attention", "gated_mlp", "moe"):
         bridge = to_module(tiny(*CASES[op][0]))
         assert counted(bridge)[0] > 0, op
 

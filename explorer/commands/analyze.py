@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("formula", help="closed-form cost of a spec in its variables")
     p.add_argument("spec")
     p.add_argument("--metric", default="macs",
-                   choices=("params", "macs", "flops", "bytes_read", "bytes_written", "all"))
+                   choices=("params", "macs", "flops", "bytes_read", "bytes_written", "kv_cache_bytes", "all"))
     p.add_argument("--latex", action="store_true")
     add_set(p, "fix variables to numbers before deriving")
     p.set_defaults(func=cmd_formula)
@@ -65,17 +65,41 @@ def add_set(p: argparse.ArgumentParser, help: str = "set a variable (repeatable)
 
 def add_hardware_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hardware", metavar="NAME|PATH", help="predict time on this device (see 'explorer hardware')")
-    p.add_argument("--dtype", help="precision for compute and activations: fp32, fp16, bf16, int8, ...")
-    p.add_argument("--weight-dtype", help="precision of weights, if different (e.g. int8)")
+    add_precision_args(p)
     p.add_argument("--memory-budget", metavar="SIZE", help="e.g. 4GB: report whether the model fits")
     p.add_argument("--sort", choices=("order", "time"), default="order", help="layer order in the table")
     p.add_argument("--execution", choices=("eager", "fused"),
                    help="one kernel per layer, or conv/linear + norm + activation fused (default: the profile's)")
 
 
+def add_precision_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", help="precision for compute and activations: fp32, fp16, bf16, fp8_e4m3, int8, ...")
+    p.add_argument("--weight-dtype", help="precision of weights, if different (e.g. int8, int4)")
+    p.add_argument("--kv-dtype", help="precision of the KV cache, if different (e.g. fp8_e4m3, int8)")
+    p.add_argument("--quant", metavar="SCHEME", help="w4a16, w8a16, w8a8 or fp8: activation and weight dtypes at once")
+    p.add_argument("--group-size", type=int, default=128,
+                   help="weights per fp16 scale for int4/int8 weights (default 128)")
+
+
+def precision_from_args(args: argparse.Namespace, spec: Any) -> Any:
+    """The Precision named by --quant / --dtype / --weight-dtype / --kv-dtype / --group-size."""
+    from explorer.cost import Precision
+    from explorer.errors import ExplorerError
+
+    quant = getattr(args, "quant", None)
+    kv = getattr(args, "kv_dtype", None)
+    group = getattr(args, "group_size", 128)
+    if quant:
+        if args.dtype or args.weight_dtype:
+            raise ExplorerError("--quant sets --dtype and --weight-dtype; give one or the other")
+        base = Precision.scheme(quant)
+        return Precision(base.activations, base.weights, kv, group)
+    return Precision(args.dtype or spec.dtype, args.weight_dtype, kv, group)
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from explorer.analysis import analyze
-    from explorer.cost import Precision, parse_assignments
+    from explorer.cost import parse_assignments
     from explorer.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -88,11 +112,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from explorer.commands.hardware import analyze_on_hardware
 
         return analyze_on_hardware(args, spec, overrides)
-    if args.dtype or args.weight_dtype or args.memory_budget or args.sort != "order" or args.execution:
+    if args.memory_budget or args.sort != "order" or args.execution:
         from explorer.errors import ExplorerError
 
-        raise ExplorerError("--dtype, --weight-dtype, --memory-budget, --execution and --sort time need --hardware")
-    result = analyze(spec, overrides, Precision(spec.dtype))
+        raise ExplorerError("--memory-budget, --execution and --sort time need --hardware")
+    result = analyze(spec, overrides, precision_from_args(args, spec))
     if args.convention:
         return _emit_convention(args, result)
     emit(args, result.to_dict(), COST_COLUMNS)
@@ -144,7 +168,7 @@ def totals_table(totals: dict[str, Any], exact: bool, render: Any) -> str:
     fmt = {"latency_s": report.seconds, "throughput_per_s": lambda v: f"{v:,.1f} /s",
            "utilization": lambda v: f"{100 * v:.1f} %", "arithmetic_intensity": lambda v: f"{v:.2f} FLOP/B",
            "fits": str, "weight_bytes": lambda v: report.human(v, "B"),
-           "peak_memory_bytes": lambda v: report.human(v, "B"), "ridge_point": lambda v: f"{v:.2f} FLOP/B",
+           "peak_memory_bytes": lambda v: report.human(v, "B"), "kv_cache_bytes": lambda v: report.human(v, "B"), "ridge_point": lambda v: f"{v:.2f} FLOP/B",
            "peak_at": str, "count": lambda v: "n/a" if v is None else report.human(v)}
     units = {c.key: c.human for c in COST_COLUMNS}
     rows = []

@@ -21,6 +21,8 @@ HW_COLUMNS = [
 
 
 def register(sub: Any) -> None:
+    from explorer.commands.analyze import add_precision_args
+
     p = sub.add_parser("hardware", help="list hardware profiles, or show one with its sources")
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("name", nargs="?", help="profile name or path (for 'show')")
@@ -29,8 +31,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("roofline", help="log-log roofline chart of a spec's layers on a device")
     p.add_argument("spec")
     p.add_argument("--hardware", required=True, metavar="NAME|PATH")
-    p.add_argument("--dtype")
-    p.add_argument("--weight-dtype")
+    add_precision_args(p)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("-o", "--output", default="roofline.png", help="PNG or SVG file (default roofline.png)")
     p.add_argument("--label", type=int, default=6, help="label this many of the slowest kernels")
@@ -122,11 +123,12 @@ def execution_lines(d: Any) -> list[str]:
 
 def predict(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> Any:
     """The library's prediction at one configuration, from the command's arguments."""
+    from explorer.commands.analyze import precision_from_args
     from explorer.hardware.predict import predict as run
     from explorer.units import parse_quantity
 
     budget = parse_quantity(args.memory_budget, "bytes") if getattr(args, "memory_budget", None) else None
-    return run(spec, overrides, hardware=args.hardware, dtype=args.dtype, weight_dtype=args.weight_dtype,
+    return run(spec, overrides, hardware=args.hardware, precision=precision_from_args(args, spec),
                execution=getattr(args, "execution", None), memory_budget=budget)
 
 

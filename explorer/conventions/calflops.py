@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import math
 
-from explorer.conventions.base import Convention, Ctx, Formula, Rule, View, zeros
+from explorer.conventions.base import (
+    LLM,
+    Convention,
+    Ctx,
+    Formula,
+    Rule,
+    View,
+    not_modelled,
+    zeros,
+)
 
 
 def _conv_out(v: View) -> tuple[int, int]:
@@ -84,6 +93,7 @@ FLOPS = {
     **zeros(("mean", "concat", "channel_shuffle", "parameter"), "does not count it (not patched)"),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
              "split", "chunk", "crop"), "views and no-ops: nothing to count"),
+    **not_modelled(LLM, "calflops"),
 }
 
 MACS = {
@@ -91,6 +101,7 @@ MACS = {
     "conv2d": Rule(_conv_macs, "conv MACs"),
     "conv_transpose2d": Rule(_convt_macs, "transposed-conv MACs divided by g"),
     "linear": Rule(lambda v, c: v.numel_x * v.y[-1], "Linear MACs"),
+    **not_modelled(LLM, "calflops"),
 }
 
 CONVENTION = Convention(

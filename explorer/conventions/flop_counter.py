@@ -32,7 +32,11 @@ TABLE = {
     "matmul": Rule(lambda v, c: 2 * v.matmul_macs, "counts a matmul as 2 FLOPs per MAC (no minus-one)"),
     "attention": Rule(lambda v, c: 0, "does not see the fused attention path "
                       "(aten._native_multi_head_attention has no flop formula)"),
-    **zeros(NORMS, "does not count normalization (not in flop_registry)"),
+    **zeros((*NORMS, "rmsnorm"), "does not count normalization (not in flop_registry)"),
+    "gated_mlp": Rule(lambda v, c: 2 * v.macs, "counts the three projections as 2 FLOPs per MAC (mm; bias, "
+                      "activation and gating ignored)"),
+    "moe": Rule(lambda v, c: 2 * v.macs, "counts the router and each expert's mm on the tokens routed to it "
+                "(2 FLOPs per MAC; softmax, top-k and the weighted sum ignored)"),
     **zeros(ACTIVATIONS, "does not count activations (not in flop_registry)"),
     **zeros(POOLING,
             "does not count pooling or resampling (not in flop_registry)"),

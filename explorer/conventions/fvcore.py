@@ -10,7 +10,17 @@ Eval mode (the refs' setup): BatchNorm counts 1 per element, 2 when affine.
 
 from __future__ import annotations
 
-from explorer.conventions.base import Convention, Ctx, Formula, Rule, View, per_element, zeros
+from explorer.conventions.base import (
+    LLM,
+    Convention,
+    Ctx,
+    Formula,
+    Rule,
+    View,
+    not_modelled,
+    per_element,
+    zeros,
+)
 
 _UNSUPPORTED = "does not count it (no handle: listed by unsupported_ops())"
 
@@ -52,6 +62,7 @@ TABLE = {
     **zeros(("concat", "channel_shuffle", "parameter", "identity", "dropout", "flatten", "reshape", "permute",
              "transpose", "expand", "select", "slice", "split", "chunk", "crop"),
             "copies, views and no-ops: nothing to count (_IGNORED_OPS)"),
+    **not_modelled(LLM, "fvcore"),
 }
 
 CONVENTION = Convention(

@@ -18,7 +18,15 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from explorer.conventions.base import Convention, Ctx, Rule, View, zeros
+from explorer.conventions.base import (
+    LLM,
+    Convention,
+    Ctx,
+    Rule,
+    View,
+    not_modelled,
+    zeros,
+)
 
 
 def _mha(v: View, c: Ctx) -> tuple[int, int]:
@@ -79,6 +87,7 @@ TABLE = {
     **zeros(("mean", "embedding", "concat", "channel_shuffle", "parameter"), "does not count it (not mapped)"),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
              "split", "chunk", "crop"), "views and no-ops: nothing to count"),
+    **not_modelled(LLM, "ptflops"),
 }
 
 

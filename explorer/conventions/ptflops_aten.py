@@ -10,6 +10,8 @@ ptflops/aten_engine.py. Every other aten op counts 0. A Linear with a bias runs 
 from __future__ import annotations
 
 from explorer.conventions.base import (
+    LLM,
+    not_modelled,
     ACTIVATIONS,
     DATA,
     ELEMENTWISE,
@@ -39,6 +41,7 @@ TABLE = {
     **zeros(ELEMENTWISE, "does not count element-wise arithmetic (not mapped)"),
     **zeros(DATA, _NOT_MAPPED),
     **zeros(VIEWS, "views and no-ops: nothing to count"),
+    **not_modelled(LLM, "ptflops (aten)"),
 }
 
 CONVENTION = Convention(

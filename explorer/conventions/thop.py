@@ -9,7 +9,15 @@ returns a float; every count here is an integer below 2**53, so the float is exa
 
 from __future__ import annotations
 
-from explorer.conventions.base import Convention, Ctx, Rule, View, zeros
+from explorer.conventions.base import (
+    LLM,
+    Convention,
+    Ctx,
+    Rule,
+    View,
+    not_modelled,
+    zeros,
+)
 
 _ZERO_OPS = "does not count it (registered as zero_ops)"
 _NOT_REGISTERED = "does not count it (no hook registered for the module)"
@@ -56,6 +64,7 @@ TABLE = {
     **zeros(("add", "mul", "sub", "div", "scale", "mean"), "does not see tensor arithmetic (no module)"),
     **zeros(("concat", "channel_shuffle", "parameter", "identity", "flatten", "reshape", "permute", "transpose",
              "expand", "select", "slice", "split", "chunk", "crop"), "copies, views and no-ops: nothing to count"),
+    **not_modelled(LLM, "thop"),
 }
 
 CONVENTION = Convention(

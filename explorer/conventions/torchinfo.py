@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable
 
 from explorer.conventions.base import (
+    LLM,
+    not_modelled,
     ACTIVATIONS,
     ELEMENTWISE,
     POOLING,
@@ -60,6 +62,7 @@ TABLE = {
     **zeros(ELEMENTWISE, "does not count element-wise arithmetic (no parameters)"),
     **zeros(("concat", "channel_shuffle", "parameter"), _NO_PARAMS),
     **zeros(VIEWS, "views and no-ops: nothing to count"),
+    **not_modelled(LLM, "torchinfo"),
 }
 
 CONVENTION = Convention(

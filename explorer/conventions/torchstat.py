@@ -15,7 +15,15 @@ from __future__ import annotations
 
 import math
 
-from explorer.conventions.base import Convention, Ctx, Rule, View, zeros
+from explorer.conventions.base import (
+    LLM,
+    Convention,
+    Ctx,
+    Rule,
+    View,
+    not_modelled,
+    zeros,
+)
 
 _UNSUPPORTED = "does not count it (prints 'not supported')"
 _LAST = "; a module called several times keeps only its last call"
@@ -54,6 +62,7 @@ FLOPS = {
              "adaptive_avgpool", "adaptive_maxpool", "embedding", "identity", "dropout", "flatten"), _UNSUPPORTED),
     **zeros(("concat", "channel_shuffle", "parameter", "reshape", "permute", "transpose", "expand", "select",
              "slice", "split", "chunk", "crop"), "copies and views: nothing to count"),
+    **not_modelled(LLM, "torchstat"),
 }
 
 
@@ -80,6 +89,7 @@ MADD = {
     "avgpool": Rule(lambda v, c: v.kernel * math.prod(v.y[1:]), "counts kh·kw per output, per sample"),
     "softmax": Rule(lambda v, c: 3 * math.prod(v.x[1:]) - 1, "counts Softmax as 3n - 1 over a whole sample"),
     "upsample": Rule(lambda v, c: 0, "does not count upsampling's MAdd (not supported)"),
+    **not_modelled(LLM, "torchstat"),
 }
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import sympy
 
-from explorer.cost import Costs, traffic
+from explorer.cost import Costs, instance_metrics, traffic
 from explorer.graph import Layer, Model, Ref
 from explorer.ops.base import numel, pair
 
@@ -44,10 +44,10 @@ KERNEL_CLASSES: dict[str, str] = {
     "conv_depthwise_strided": "depthwise convolution, stride > 1",
     "conv_grouped": "grouped convolution with several channels per group",
     "conv_transpose": "transposed convolution",
-    "matmul": "linear layers and matrix products",
+    "matmul": "linear layers, matrix products, gated MLPs and mixtures of experts",
     "attention": "scaled dot-product attention (scores, softmax, weighted sum)",
     "elementwise": "activations and elementwise arithmetic",
-    "norm": "batch, layer and group normalization",
+    "norm": "batch, layer, group and RMS normalization",
     "pooling": "max/average pooling, global pooling, reductions, upsampling",
     "softmax": "softmax over an axis",
     "data": "copies: concat, channel shuffle, materialized permutes",
@@ -96,7 +96,8 @@ CLASSIFY: dict[str, Callable[[Layer], str]] = {
                                           "hardsigmoid", "hardswish", "gelu", "add", "mul", "sub", "div",
                                           "scale")},
     "softmax": _const("softmax"),
-    **{n: _const("norm") for n in ("batchnorm", "layernorm", "groupnorm")},
+    **{n: _const("norm") for n in ("batchnorm", "layernorm", "groupnorm", "rmsnorm")},
+    "gated_mlp": _const("matmul"), "moe": _const("matmul"),
     **{p: _const("pooling") for p in ("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean",
                                       "upsample")},
     **{v: _const("view") for v in ("identity", "dropout", "flatten", "reshape", "permute", "transpose",
@@ -232,18 +233,19 @@ def _absorb(kernel: Kernel, users: dict[Ref, list[Layer]], outputs: set[Ref], ta
 
 def kernel_metrics(costs: Costs, kernels: list[Kernel]) -> list[KernelMetrics]:
     """FLOPs, bytes and size key of each kernel, per instance (expressions; times ``count``)."""
-    act = costs.precision.act_bytes
-    wbytes = costs.precision.weight_bytes
+    precision = costs.precision
+    act = precision.act_bytes
     model = costs.model
     out: list[KernelMetrics] = []
     for k in kernels:
         flops, moved = ZERO, ZERO
         for layer in k.layers:
-            t = traffic(model, layer)
-            if layer not in k.folded:
-                flops += layer.cost.flops
-                moved += t.weight_read * wbytes
-            moved += (t.act_read + t.act_write) * act + t.int_read_bytes
+            m = instance_metrics(model, layer, precision)
+            moved += m["bytes_read"] + m["bytes_written"]
+            if layer in k.folded:  # folded into the anchor's weights: neither computed nor read
+                moved -= precision.weight_storage(traffic(model, layer).weight_read)
+            else:
+                flops += m["flops"]
         for ref in k.internal:  # written once by its producer, read once by its consumer
             moved -= 2 * numel(model.shape(ref)) * act
         out.append(KernelMetrics(k, flops, moved, size_key(k.anchor, k.klass), k.count))

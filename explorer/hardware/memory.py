@@ -3,7 +3,8 @@
 A tensor is live from the step that produces it until its last consumer has run; model inputs are
 live from the start and model outputs to the end. Views (reshape, flatten, transpose, select,
 split, crop...) share their input's buffer and extend its life instead of allocating. Learned
-tensors (``parameter``) are weights, counted once in ``weight_bytes``.
+tensors (``parameter``) are weights, counted once in ``weight_bytes``. The KV cache of every
+attention layer with ``kv_cache: true`` is resident for the whole forward pass (``kv_cache_bytes``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ class MemoryProfile:
     weight_bytes: Any
     live: list[Any]  # live activation bytes while each layer of model.layers runs
     steps: list[str]  # layer paths, same order
+    kv_cache_bytes: Any = ZERO  # resident KV cache, all layers
 
     def peak(self) -> Any:
-        """Weights + the largest live set (closed form: an unevaluated Max over the steps)."""
+        """Weights + KV cache + the largest live set (closed form: an unevaluated Max over the steps)."""
         if all(getattr(x, "is_number", False) for x in self.live):
-            return self.weight_bytes + max(self.live, default=ZERO)
-        return self.weight_bytes + sympy.Max(*self.live, evaluate=False)
+            return self.weight_bytes + self.kv_cache_bytes + max(self.live, default=ZERO)
+        return self.weight_bytes + self.kv_cache_bytes + sympy.Max(*self.live, evaluate=False)
 
     def peak_step(self) -> int:
         """Index of the step where the peak occurs (needs numbers)."""
@@ -54,9 +56,10 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
 
     for name, layer in model.inputs.items():
         new_buffer(Ref(name), layer.shape, layer.out_dtype, 0, sympy.Integer(1))
-    weights = ZERO
+    weights, kv = ZERO, ZERO
     for step, layer in enumerate(model.layers):
-        weights += layer.count * (layer.cost.params + layer.cost.buffers)
+        weights += layer.count * precision.weight_storage(layer.cost.params + layer.cost.buffers)
+        kv += layer.count * precision.kv_storage(layer.cost.kv_cache)
         for ref in layer.inputs:
             b = buffer_of.get(ref)
             if b is not None:
@@ -80,7 +83,7 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
     for step, layer in enumerate(model.layers):
         total = sympy.Add(*(size[b] for b in range(len(size)) if first[b] <= step <= last[b]))
         live.append(_gated(total, layer.count))
-    return MemoryProfile(weights * precision.weight_bytes, live, [layer.path for layer in model.layers])
+    return MemoryProfile(weights, live, [layer.path for layer in model.layers], kv)
 
 
 def _gated(value: Any, count: Any) -> Any:

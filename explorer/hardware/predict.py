@@ -52,6 +52,7 @@ class Totals:
     arithmetic_intensity: float
     weight_bytes: int
     peak_memory_bytes: int
+    kv_cache_bytes: int
     fits: bool
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +71,8 @@ class Prediction:
     capacity_bytes: float
     memory: MemoryProfile
     layer_kernel: dict[str, str] = field(default_factory=dict)  # layer path -> kernel name
+    kv_dtype: str | None = None
+    group_size: int = 128
 
     @property
     def peak_at(self) -> str | None:
@@ -100,7 +103,8 @@ class Prediction:
                             "overhead_s": k.overhead_s, "time_s": k.time_s, "bound": k.bound}
                            for k in self.kernels]
         data["hardware"] = {"device": self.device.id, "name": self.device.name, "dtype": self.dtype,
-                            "weight_dtype": self.weight_dtype, "execution": self.execution.mode,
+                            "weight_dtype": self.weight_dtype, "kv_dtype": self.kv_dtype,
+                            "group_size": self.group_size, "execution": self.execution.mode,
                             "model": "measured" if self.execution.measured else "datasheet",
                             "model_source": self.execution.source, "capacity_bytes": self.capacity_bytes,
                             "peak_at": self.peak_at, "units": {"time": "s", "memory": "B", "rate": "1/s"}}
@@ -108,14 +112,17 @@ class Prediction:
 
 
 def predict(spec: Spec, values: Mapping[str, Any] | None = None, *, hardware: str | Device,
-            dtype: str | None = None, weight_dtype: str | None = None, execution: str | None = None,
+            dtype: str | None = None, weight_dtype: str | None = None, kv_dtype: str | None = None,
+            precision: Precision | None = None, execution: str | None = None,
             memory_budget: float | None = None) -> Prediction:
-    """Exact costs at one configuration, timed kernel by kernel on a device."""
+    """Exact costs at one configuration, timed kernel by kernel on a device. The precision is
+    ``precision``, or built from ``dtype`` (default: the spec's), ``weight_dtype`` and ``kv_dtype``."""
     device = hardware if isinstance(hardware, Device) else load_device(hardware)
-    dtype = dtype or spec.dtype
+    precision = precision or Precision(dtype or spec.dtype, weight_dtype, kv_dtype)
+    dtype = precision.activations
     model = model_for(device, dtype, execution)  # a measured profile names the precision it was measured at
     device.peak_for(dtype)
-    result = analyze(spec, values, Precision(dtype, weight_dtype))
+    result = analyze(spec, values, precision)
     return place(result, device, model, memory_budget)
 
 
@@ -140,6 +147,7 @@ def place(result: Analysis, device: Device, model: ExecutionModel, memory_budget
     latency = float(np.sum([k.time_s for k in kernels]))
     mem = memory_profile(result.model, result.costs.precision)
     weight_bytes = int(exact(mem.weight_bytes, subs))
+    kv_bytes = int(exact(mem.kv_cache_bytes, subs))
     peak = int(exact(mem.peak(), subs))
     capacity = memory_budget if memory_budget is not None else device.capacity
     flops, moved = result.totals["flops"], result.totals["bytes_read"] + result.totals["bytes_written"]
@@ -148,10 +156,10 @@ def place(result: Analysis, device: Device, model: ExecutionModel, memory_budget
     totals = Totals(latency_s=latency, throughput_per_s=batch / latency if latency else float("inf"),
                     utilization=flops / latency / peak_rate if latency else 0.0,
                     arithmetic_intensity=flops / moved if moved else 0.0, weight_bytes=weight_bytes,
-                    peak_memory_bytes=peak, fits=peak <= capacity)
-    return Prediction(result, device, result.costs.precision.activations,
-                      result.costs.precision.weights or result.costs.precision.activations, model, kernels, totals,
-                      capacity, mem, layer_kernel)
+                    peak_memory_bytes=peak, kv_cache_bytes=kv_bytes, fits=peak <= capacity)
+    precision = result.costs.precision
+    return Prediction(result, device, precision.activations, precision.weight_dtype, model, kernels, totals,
+                      capacity, mem, layer_kernel, kv_dtype=precision.kv_dtype, group_size=precision.group_size)
 
 
 def _batch(result: Analysis) -> float:

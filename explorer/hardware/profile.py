@@ -15,6 +15,7 @@ from explorer.units import parse_quantity
 
 HARDWARE_DIR = Path(__file__).resolve().parent.parent.parent / "hardware"
 PRECISIONS = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+FP8_FORMATS = ("fp8_e4m3", "fp8_e5m2")  # both run at the fp8 tensor-core rate on Hopper and Ada
 
 
 class _Strict(BaseModel):
@@ -118,6 +119,9 @@ class Device:
     measured: Any = None  # an ExecutionModel fitted by explorer calibrate, or None (datasheet)
 
     def peak_for(self, dtype: str) -> float:
+        """Peak compute for ``dtype``; fp8_e4m3 and fp8_e5m2 run at the profile's ``fp8`` peak."""
+        if dtype not in self.peak and dtype in FP8_FORMATS and "fp8" in self.peak:
+            return self.peak["fp8"]
         if dtype not in self.peak:
             raise HardwareError(f"{self.name} has no {dtype} peak in its profile; it has "
                                 f"{', '.join(self.peak)} (choose one with --dtype)", path=self.path)

@@ -20,7 +20,7 @@ from explorer.hardware.profile import Device
 
 ZERO = sympy.Integer(0)
 TOTAL_KEYS = ("latency_s", "throughput_per_s", "utilization", "arithmetic_intensity", "weight_bytes",
-              "peak_memory_bytes", "fits")
+              "peak_memory_bytes", "kv_cache_bytes", "fits")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class Roofline:
             "arithmetic_intensity": flops / moved,
             "weight_bytes": self.memory.weight_bytes,
             "peak_memory_bytes": peak_memory,
+            "kv_cache_bytes": self.memory.kv_cache_bytes,
         }
 
     @property

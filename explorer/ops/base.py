@@ -3,8 +3,10 @@
 A handler receives an :class:`OpCall` (input shapes and resolved attributes) and returns the
 output shapes and the op's :class:`Cost` under explorer's own convention (docs/ops.md).
 Memory traffic is not computed here: the engine derives reads and writes from the tensors
-(see :mod:`explorer.cost`), the handler only says how many weight elements it reads and whether
-it moves data at all (views and no-ops do not).
+(see :mod:`explorer.cost`), the handler only says how many weight elements it reads, whether
+it moves data at all (views and no-ops do not), and what it moves beyond its inputs and outputs:
+``scratch`` (an internal tensor written and read back, e.g. unfused attention scores) and the
+KV cache (``kv_cache`` resident, ``kv_read``, ``kv_write``, in the KV-cache dtype).
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class Cost:
     moves_data: bool = True  # False for views and no-ops: no activation reads or writes
     parts: dict[str, Expr] = field(default_factory=dict)  # a named split of macs, e.g. attention
     checks: tuple[Expr, ...] = ()  # inner sizes that must be positive integers (a head dim)
+    scratch: Expr = sympy.Integer(0)  # internal activation elements written once and read once (scores)
+    kv_cache: Expr = sympy.Integer(0)  # KV-cache elements resident while the model runs
+    kv_read: Expr = sympy.Integer(0)  # KV-cache elements read (the cached keys and values)
+    kv_write: Expr = sympy.Integer(0)  # KV-cache elements written (the new tokens' keys and values)
 
 
 @dataclass

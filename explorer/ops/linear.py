@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sympy
 
 from explorer.errors import SpecError
@@ -68,10 +70,16 @@ def matmul(call: OpCall) -> OpResult:
 
 @op("attention", "attention", {
     "heads": Attr(REQUIRED),
+    "kv_heads": Attr(None, doc="key/value heads (GQA; 1 = MQA); default: heads (MHA); must divide heads"),
     "head_dim": Attr(None, doc="default: dim / heads"),
     "out": Attr(None, doc="output features, default: the input's"),
     "causal": Attr(False, "bool", doc="causal mask (counted dense, as executed by standard kernels)"),
     "bias": Attr(True, "bool"),
+    "rope": Attr(False, "bool", doc="rotary position embeddings on q and k (3 FLOPs per element)"),
+    "window": Attr(None, doc="sliding window: each query attends to min(window, keys) keys"),
+    "fused": Attr(True, "bool", doc="FlashAttention-style; false: the score matrix is written and read"),
+    "kv_cache": Attr(False, "bool", doc="keys and values live in a KV cache (decoder inference)"),
+    "cached": Attr(0, doc="tokens already in the KV cache before this step (needs kv_cache: true)"),
 }, inputs=(1, 2))
 def attention(call: OpCall) -> OpResult:
     """Multi-head attention on [B, S, D] (second input: keys/values source [B, T, Dk])."""
@@ -80,30 +88,58 @@ def attention(call: OpCall) -> OpResult:
     for shape in (q_in, kv_in):
         call.require_rank(3, shape)
     b, s, d = q_in
-    t, dk = kv_in[1], kv_in[2]
+    t_new, dk = kv_in[1], kv_in[2]
     heads = call["heads"]
+    kv_heads = call["kv_heads"] if call["kv_heads"] is not None else heads
     hd = call["head_dim"] if call["head_dim"] is not None else d / heads
     if call.check(sympy.Mod(hd, 1), sympy.Integer(0)) is False:
         raise SpecError(f"dim {d} is not divisible by heads {heads}")
-    inner = heads * hd
+    if call.check(sympy.Mod(heads, kv_heads), sympy.Integer(0)) is False:
+        raise SpecError(f"kv_heads {kv_heads} does not divide heads {heads}")
+    cached = call["cached"]
+    if not call["kv_cache"] and cached != 0:
+        raise SpecError(f"cached={cached} needs kv_cache: true")
+    if call.check(sympy.Max(-cached, 0), sympy.Integer(0)) is False:
+        raise SpecError(f"cached is {cached}, negative (is seq larger than the context?)")
+    window = call["window"]
+    if window is not None and call.check(sympy.Max(1 - window, 0), sympy.Integer(0)) is False:
+        raise SpecError(f"window must be at least 1, got {window}")
+    keys = _window(cached + t_new, window)  # keys each query attends to
+    inner, kv_inner = heads * hd, kv_heads * hd
     out = call["out"] if call["out"] is not None else d
     bias = call["bias"]
     parts = {
         "q_proj": b * s * d * inner,
-        "kv_proj": 2 * b * t * dk * inner,
-        "scores": b * heads * s * t * hd,  # Q K^T
-        "context": b * heads * s * t * hd,  # softmax(.) V
+        "kv_proj": 2 * b * t_new * dk * kv_inner,
+        "scores": b * heads * s * keys * hd,  # Q K^T
+        "context": b * heads * s * keys * hd,  # softmax(.) V
         "out_proj": b * s * inner * out,
     }
     proj_flops = (dense_flops(parts["q_proj"], b * s * inner, bias)
-                  + dense_flops(parts["kv_proj"], 2 * b * t * inner, bias)
+                  + dense_flops(parts["kv_proj"], 2 * b * t_new * kv_inner, bias)
                   + dense_flops(parts["out_proj"], b * s * out, bias))
-    scores = b * heads * s * t
+    scores = b * heads * s * keys
     flops = (proj_flops
              + scores * (2 * hd - 1)  # Q K^T
              + scores  # scale by 1/sqrt(head_dim)
-             + b * heads * s * (5 * t - 2)  # softmax over t keys
-             + b * heads * s * hd * (2 * t - 1))  # weights @ V
-    params = (d * inner + 2 * dk * inner + inner * out) + ((3 * inner + out) if bias else 0)
+             + b * heads * s * (5 * keys - 2)  # softmax over the keys
+             + b * heads * s * hd * (2 * keys - 1))  # weights @ V
+    if call["rope"]:
+        flops += ROPE_FLOPS * b * hd * (s * heads + t_new * kv_heads)
+    params = (d * inner + 2 * dk * kv_inner + inner * out) + ((inner + 2 * kv_inner + out) if bias else 0)
     macs = sum(parts.values(), sympy.Integer(0))
-    return OpResult([(b, s, out)], Cost(params=params, macs=macs, flops=flops, parts=parts, checks=(hd,)))
+    cost = Cost(params=params, macs=macs, flops=flops, parts=parts, checks=(hd,),
+                scratch=sympy.Integer(0) if call["fused"] else scores)
+    if call["kv_cache"]:
+        per_token = 2 * b * kv_inner  # one key and one value vector per kv head
+        cost = replace(cost, kv_cache=per_token * _window(cached + t_new, call["window"]),
+                       kv_read=per_token * _window(cached, call["window"]), kv_write=per_token * t_new)
+    return OpResult([(b, s, out)], cost)
+
+
+ROPE_FLOPS = 3  # x * cos + rotate_half(x) * sin per element of q and k (sign folded into the sin table)
+
+
+def _window(n: sympy.Expr, window: sympy.Expr | None) -> sympy.Expr:
+    """min(window, n), or n without a window."""
+    return n if window is None else sympy.Min(window, n)

@@ -48,3 +48,17 @@ def groupnorm(call: OpCall) -> OpResult:
     groups = call.x[0] * g
     flops = _stats_flops(groups, total / groups) + (2 * total if call["affine"] else 0)
     return OpResult([call.x], Cost(params=2 * c if call["affine"] else sympy.Integer(0), flops=flops))
+
+
+@op("rmsnorm", "norm", {"weight": Attr(True, "bool", doc="elementwise gain (LLaMA); false: none")})
+def rmsnorm(call: OpCall) -> OpResult:
+    """RMSNorm over the last dim: 3n + 2 per row, plus 1 per element with a weight."""
+    n = call.x[-1]
+    total = numel(call.x)
+    flops = _rms_flops(total / n, n) + (total if call["weight"] else 0)
+    return OpResult([call.x], Cost(params=n if call["weight"] else sympy.Integer(0), flops=flops))
+
+
+def _rms_flops(rows: sympy.Expr, n: sympy.Expr) -> sympy.Expr:
+    """Per row of n: squares n, sum n - 1, mean 1, add eps 1, rsqrt 1, scale n -> 3n + 2."""
+    return rows * (3 * n + 2)

@@ -50,10 +50,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "bytes_written": ("bytes_written", "bytes"),
     "peak_memory": ("peak_memory_bytes", "bytes"),
     "weight_bytes": ("weight_bytes", "bytes"),
+    "kv_cache_bytes": ("kv_cache_bytes", "bytes"),
     "utilization": ("utilization", "fraction"),
     "intensity": ("arithmetic_intensity", "intensity"),
 }
-_LINEAR = ("params", "macs", "flops", "bytes_read", "bytes_written", "weight_bytes")
+_LINEAR = ("params", "macs", "flops", "bytes_read", "bytes_written", "weight_bytes", "kv_cache_bytes")
 _NONPOLY = (sympy.floor, sympy.ceiling, sympy.Max, sympy.Min, sympy.Mod, sympy.Piecewise, sympy.Abs,
             ex.make_divisible)
 
@@ -100,7 +101,8 @@ class Evaluator:
             term = (m["flops"], m["bytes_read"] + m["bytes_written"],
                     layer.count * device.launch_overhead if works else sympy.Integer(0))
             layer_terms[term] = layer_terms.get(term, 0) + 1
-        steps = list(dict.fromkeys(roof.memory.live))  # max is idempotent: identical steps once
+        kv = roof.memory.kv_cache_bytes  # resident at every step (linear in batch, like the live sets)
+        steps = list(dict.fromkeys(x + kv for x in roof.memory.live))  # max is idempotent: identical steps once
         totals = {k: costs.totals[k] for k in _LINEAR if k != "weight_bytes"}
         totals["weight_bytes"] = roof.memory.weight_bytes
         scaled_exprs = [t[0] for t in layer_terms] + [t[1] for t in layer_terms] + steps + list(totals.values())
