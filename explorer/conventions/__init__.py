@@ -22,12 +22,15 @@ from explorer.conventions import (
     calflops,
     exact,
     flop_counter,
+    flopth,
     fvcore,
     ptflops,
     ptflops_aten,
     thop,
+    tf_profiler,
     torchinfo,
     torchstat,
+    torchsummary,
 )
 from explorer.conventions.base import Convention, Ctx, Number, Rule, View, as_json_number, plain
 from explorer.conventions.compare import compare
@@ -38,7 +41,8 @@ from explorer.errors import ExplorerError, did_you_mean
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     exact.CONVENTION, flop_counter.CONVENTION, fvcore.CONVENTION, thop.CONVENTION, ptflops.CONVENTION,
-    ptflops_aten.CONVENTION, torchinfo.CONVENTION, torchstat.CONVENTION, calflops.CONVENTION)}
+    ptflops_aten.CONVENTION, torchinfo.CONVENTION, torchstat.CONVENTION, calflops.CONVENTION, flopth.CONVENTION,
+    torchsummary.CONVENTION, tf_profiler.CONVENTION)}
 
 
 @dataclass

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from explorer.conventions import Result
 
 CORE = ("conv", "linear", "norm", "activation", "pooling", "elementwise", "attention")
-OURS = {"macs": "MACs", "flops": "FLOPs"}
+OURS = {"macs": "MACs", "flops": "FLOPs", "params": "parameters"}
 
 
 @dataclass
