@@ -130,9 +130,11 @@ def compare(analysis: Analysis) -> Comparison:
         for name, r in results.items():
             row[name] = sum((p for v, p in zip(vs, r.per_layer) if v.category == cat), 0)
         row["explorer_flops"] = sum(m["flops"] for v, m in zip(vs, ours) if v.category == cat)
+        row["explorer_params"] = sum(m["params"] for v, m in zip(vs, ours) if v.category == cat)
         rows.append(row)
     total: dict[str, Any] = {"category": "total", **{name: r.total for name, r in results.items()}}
     total["explorer_flops"] = analysis.totals["flops"]
+    total["explorer_params"] = analysis.totals["params"]
     rows.append(total)
     explanations = {name: explain(r, vs, ours) for name, r in results.items() if name != "explorer"}
     return Comparison(analysis.spec.name, dict(analysis.values), results, rows, explanations,

@@ -143,7 +143,7 @@ def summary(analysis: Analysis) -> Summary:
 CONVENTION = Convention(
     name="torchsummary", tool="torchsummary.summary(model, input_size=(C, H, W)): Total params", version="1.5.1",
     source="torchsummary/torchsummary.py: summary (register_hook, hook, the size lines)",
-    unit="params", ours="params", table=TABLE, extra={"output elements": OUTPUTS}, sees_functional=False,
+    unit="params", ours="params", table=TABLE, extra={"output elements per sample": OUTPUTS}, sees_functional=False,
     summary="one row per module call (containers included, Sequential excluded): weight + bias numel; "
             "sizes at 4 bytes per number",
 )
