@@ -175,14 +175,13 @@ def test_tf_profiler_refuses_unverified_ops() -> None:
 
 
 def test_tf_profiler_explanations() -> None:
-    c = compare(analyze(load_spec("keras_resnet50")))
-    texts = {d.op: d for d in c.explanations["tf-profiler"]}
-    assert texts["relu"].amount == -sum(r.metrics["flops"] for r in c_layers("keras_resnet50", "relu"))
+    a = _analysis("keras_resnet50", ())
+    c = compare(a)
+    diffs = {d.op: d for d in c.explanations["tf-profiler"]}
+    relu_flops = sum(r.metrics["flops"] for r in a.layers if r.op == "relu")
+    assert diffs["relu"].amount == -relu_flops
+    assert diffs["relu"].text.startswith("tf-profiler counts 0: the TF op has no flops registration: -")
     assert c.results["tf-profiler"].total == 7_755_299_312
-
-
-def c_layers(spec: str, op: str) -> list:
-    return [r for r in _analysis(spec, ()).layers if r.op == op]
 
 
 @pytest.mark.parametrize("spec", ["keras_mobilenet_v2", "keras_resnet50"])
@@ -193,3 +192,10 @@ def test_keras_explanations_add_up(spec: str) -> None:
         r = c.results[name]
         if r.total is not None:
             assert sum(d.amount for d in diffs) == r.total - a.totals[r.convention.ours], name
+
+
+@pytest.mark.parametrize("row", [r for r in COUNTERS["rows"] if "flopth_printed" in r], ids=_id)
+def test_flopth_prints_like_the_tool(row: dict) -> None:
+    from explorer.conventions.flopth import divide_by_unit
+
+    assert divide_by_unit(row["flopth_flops"]) == row["flopth_printed"]

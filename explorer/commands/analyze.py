@@ -107,7 +107,9 @@ def _emit_convention(args: argparse.Namespace, result: Any) -> int:
     data = annotate(result, result.to_dict(), args.convention)
     conv = data["convention"]
     also = "".join(f", {k} {v:,}" for k, v in conv["also"].items() if v is not None)
-    shown = "no total: " + conv["error"] if conv["error"] else f"{data['totals']['count']:,} {conv['unit']}{also}"
+    printed = f" (prints {conv['printed']})" if "printed" in conv else ""
+    shown = "no total: " + conv["error"] if conv["error"] else \
+        f"{data['totals']['count']:,} {conv['unit']}{printed}{also}"
     data["header"] = f"convention {conv['name']} ({conv['tool']}, {conv['version']}): {shown}"
     column = Column("convention_count", f"{conv['name']} {conv['unit']}", report.human)
     if args.format == "csv":  # the csv 'count' column is the layer multiplicity: total under its own key

@@ -67,9 +67,7 @@ def render(result: Any, markdown: bool = False, exact: bool = False) -> str:
             for n, r in result.results.items() if n != "explorer" for k, v in r.extra.items() if v is not None]
     if also:
         lines.append("also: " + ", ".join(also))
-    compared = ", ".join(f"{OURS[k]} for {', '.join(n for n, r in result.results.items() if n != 'explorer' and r.convention.ours == k)}"
-                         for k in OURS if k != "macs" and any(r.convention.ours == k for r in result.results.values()))
-    lines += ["", f"Why each differs from explorer's exact count (MACs; {compared}):"]
+    lines += ["", f"Why each differs from explorer's exact count (MACs; {_compared_with(result)}):"]
     reference_of = {"macs": result.rows[-1]["explorer"], "flops": result.rows[-1]["explorer_flops"],
                     "params": result.rows[-1]["explorer_params"]}
     for name, diffs in result.explanations.items():
@@ -82,3 +80,12 @@ def render(result: Any, markdown: bool = False, exact: bool = False) -> str:
     if result.notes:
         lines += ["", "Notes:"] + [f"{bullet}{n}" for n in result.notes]
     return "\n".join(lines)
+
+
+def _compared_with(result: Any) -> str:
+    """"FLOPs for torch, calflops, parameters for torchsummary": the tools not compared with MACs."""
+    by_metric: dict[str, list[str]] = {}
+    for name, r in result.results.items():
+        if name != "explorer" and r.convention.ours != "macs":
+            by_metric.setdefault(r.convention.ours, []).append(name)
+    return "; ".join(f"{OURS[k]} for {', '.join(names)}" for k, names in by_metric.items())

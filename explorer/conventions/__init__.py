@@ -138,6 +138,8 @@ def annotate(analysis: Analysis, data: dict[str, Any], convention: Convention | 
     data["totals"] = {**data["totals"], "count": result.total}
     data["convention"] = {"name": conv.name, "tool": conv.tool, "version": conv.version, "source": conv.source,
                           "unit": conv.unit, "error": result.error, "also": result.extra}
+    if conv.printed and result.total is not None:
+        data["convention"]["printed"] = conv.printed(result.total)
     if result.by_key:
         data["convention"]["by_operator"] = result.by_key
     for row, value in zip(data["layers"], result.per_layer):

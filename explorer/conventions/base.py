@@ -205,6 +205,7 @@ class Convention:
     total: Callable[[list[Any], Ctx, list[View]], int] | None = None  # raw values -> the printed total
     notes: Callable[[list[Any], Ctx, list[View]], list[tuple[str, Number]]] | None = None  # global differences
     summary: str = ""
+    printed: Callable[[int], str] | None = None  # the total as the tool itself prints it ("1.82142G")
 
 
 def plain(value: Any) -> Any:

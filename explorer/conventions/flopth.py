@@ -21,6 +21,14 @@ _UNSUPPORTED = "does not count it (prints 'not supported', counts 0)"
 _LAST = "; a module called several times keeps only its last call"
 
 
+def divide_by_unit(value: int) -> str:
+    """flopth/utils.py divide_by_unit: what flopth prints, 6 significant digits and G/M/K."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if value > scale:
+            return "{:.6}{}".format(value / scale, unit)
+    return "{:.6}".format(value / 1.0)
+
+
 def _conv(v: View, c: Ctx) -> int:
     """compute_Conv2d_flops: kh·kw·Cin·(Cout // g) · N·Ho·Wo, plus Cout·N·Ho·Wo for the bias.
 
@@ -81,4 +89,5 @@ CONVENTION = Convention(
     unit="FLOPs", ours="macs", table=last_call_only(TABLE), sees_functional=False,
     summary="conv MACs plus bias, Linear x[0]·x[1]·y[1], norms and activations 1-2 per element, leaf modules "
             "only, last call of a reused module",
+    printed=divide_by_unit,
 )

@@ -65,6 +65,9 @@ def one(name: str, kwargs: dict, res: int) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             flops, params = flopth(model, in_size=[[3, res, res]], bare_number=True)
         out["flopth_flops"], out["flopth_params"] = int(flops), int(params)
+        from flopth.utils import divide_by_unit  # what flopth() returns without bare_number
+
+        out["flopth_printed"] = divide_by_unit(flops)
     except Exception as e:  # noqa: BLE001
         out["flopth_error"] = repr(e)
     try:
