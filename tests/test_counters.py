@@ -169,9 +169,77 @@ def test_tf_profiler_batchnorm_by_hand() -> None:
     assert counts["ln"] == 2 * (2 * 4 * 8 * 8) + 6 * 4
 
 
-def test_tf_profiler_refuses_unverified_ops() -> None:
-    r = evaluate(analyze(load_spec("vit_b_16")), "tf-profiler")
-    assert r.total is None and "no verified tf-profiler rule for 'layernorm'" in (r.error or "")
+def test_tf_profiler_refuses_unverified_settings() -> None:
+    r = evaluate(analyze(load_spec("gpt2")), "tf-profiler")  # a causal mask: no Keras twin measured it
+    assert r.total is None and "no verified tf-profiler rule for 'attention'" in (r.error or "")
+
+
+TF_TWINS = {
+    "tfcnn": """
+name: tfcnn
+variables: {batch: {default: 2, min: 1, max: 8}}
+inputs: {x: [batch, 4, 16, 16]}
+layers:
+  - {name: conv, op: conv2d, out: 8, kernel: 3, padding: 1}
+  - {name: bn, op: batchnorm}
+  - {name: sg, op: sigmoid}
+  - {name: ap, op: avgpool, kernel: 2}
+  - {name: th, op: tanh}
+  - {name: lr, op: leaky_relu}
+  - {name: up, op: upsample, scale: 2}
+  - {name: mp, op: maxpool, kernel: 3, stride: 2, padding: 1}
+  - {name: dw, op: conv2d, out: 8, kernel: 3, padding: 1, groups: 8, bias: false}
+  - {name: hs, op: hardswish}
+  - {name: gn, op: groupnorm, groups: 2}
+  - {name: ct, op: conv_transpose2d, out: 6, kernel: 2, stride: 2}
+  - {name: si, op: silu}
+  - {name: r6, op: relu6}
+  - {name: hsg, op: hardsigmoid}
+  - {name: m, op: mul, inputs: [hsg, hsg]}
+  - {name: ub, op: upsample, scale: 2, mode: bilinear}
+  - {name: gm, op: adaptive_maxpool, size: 1}
+  - {name: gap, op: mean, axes: [2, 3]}
+  - {name: fc, op: linear, out: 10}
+  - {name: sm, op: softmax}
+""",
+    "tftx": """
+name: tftx
+variables: {batch: {default: 2, min: 1, max: 8}}
+inputs: {x: [batch, 5, 32]}
+layers:
+  - {name: fc0, op: linear, out: 32}
+  - {name: ln, op: layernorm}
+  - {name: mha, op: attention, heads: 4}
+  - {name: g1, op: gelu}
+  - {name: g2, op: gelu, approximate: tanh}
+  - {name: fc1, op: linear, out: 16, bias: false}
+  - {name: mm, op: matmul, inputs: [fc1, fc1], transpose_b: true}
+""",
+}
+
+
+@pytest.mark.parametrize("row", KERAS["twins"], ids=lambda r: r["twin"])
+def test_tf_profiler_equals_the_tool_on_keras_twins(row: dict) -> None:
+    """Every TF rule on small Keras twins (make_tf_refs.py builds the same layers in NHWC)."""
+    r = evaluate(analyze(loads_spec(TF_TWINS[row["twin"]]), {"batch": row["batch"]}), "tf-profiler")
+    assert r.total == row["total_float_ops"]
+    assert r.extra["trainable params"] == row["trainable_params"]
+    assert r.extra["total params (Keras, with BN moving statistics)"] == row["total_params"]
+
+
+def test_tf_profiler_twin_by_hand() -> None:
+    """The transformer twin term by term (N = 2, L = 5, E = 32, H = 4, d = 8)."""
+    a = analyze(loads_spec(TF_TWINS["tftx"]))
+    counts = dict(zip((r.name for r in a.layers), count_layers(a, "tf-profiler")))
+    numel = 2 * 5 * 32
+    assert counts == {
+        "fc0": 2 * 32 * numel + numel,  # MatMul + BiasAdd
+        "ln": 9 * numel + 4 * 10,  # 9 per element, 4 per row
+        "mha": 4 * 2 * 32 * numel + 4 * numel + 6 * 2 * 4 * 5 * 5,  # 4 projections + biases, scale + softmax
+        "g1": 4 * numel, "g2": 7 * numel,
+        "fc1": 2 * 32 * 2 * 5 * 16,
+        "mm": 2 * 16 * 2 * 5 * 5,
+    }
 
 
 def test_tf_profiler_explanations() -> None:

@@ -13,13 +13,16 @@ Conv2D -> Conv2D (+ BiasAdd), DepthwiseConv2D -> DepthwiseConv2dNative, Dense ->
 BatchNormalization -> ``tf.nn.batch_normalization`` unfused: AddV2(var, eps), Rsqrt (2 per element),
 Mul(rsqrt, gamma), Mul(x, .), Mul(mean, .), Sub(beta, .), AddV2(x·., .), i.e. 2·numel(x) + 6·C;
 GlobalAveragePooling2D -> Mean; the softmax activation -> Softmax (5 per element).
-Layers Keras builds from several TF ops that no bundled model exercises (LayerNormalization,
-MultiHeadAttention, GELU, ...) have no verified rule: the convention reports no total for them.
+Layers Keras builds from several TF ops (LayerNormalization, GroupNormalization, MultiHeadAttention,
+GELU, SiLU, hard_swish, hard_sigmoid) count their nodes, as measured on two Keras twins of test specs
+(tests/data/keras_counts.json, "twins"); settings no twin measured (a causal mask, norms without
+affine parameters, grouped transposed convs) give no total rather than a guess.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from explorer.conventions.base import Convention, Ctx, Rule, View, per_element, zeros
 
@@ -44,19 +47,69 @@ def _global_mean(v: View, c: Ctx) -> int:
     return v.numel_x
 
 
+def _layernorm(v: View, c: Ctx) -> int:
+    """LayerNormalization: Mean, SquaredDifference (2), Mean, and 6 ops over the tensor (9·numel), plus
+    AddV2(eps), Rsqrt (2) and Neg on the R = numel / D row statistics (4·R)."""
+    if not v.affine:
+        return _unverified(v, c)
+    return 9 * v.numel_x + 4 * (v.numel_x // math.prod(v.x[-int(v.a("dims")):]))
+
+
+def _groupnorm(v: View, c: Ctx) -> int:
+    """GroupNormalization: the same moments (4·numel) and 2 more ops over the tensor, 4 per (sample,
+    group), 3 per (sample, channel)."""
+    if not v.affine:
+        return _unverified(v, c)
+    return 6 * v.numel_x + 4 * v.n * int(v.a("groups")) + 3 * v.n * v.x[1]
+
+
+def _conv_transpose(v: View, c: Ctx) -> Fraction | int:
+    """Conv2DBackpropInput: 2·numel(y)·numel(kernel) / (Cout·sh·sw) = 2·numel(y)·kh·kw·Cin / (sh·sw)."""
+    if v.groups != 1:
+        return _unverified(v, c)
+    sh, sw = v.pair("stride", 1)
+    value = Fraction(2 * v.numel_y * v.kernel * v.x[1], int(sh) * int(sw)) + (v.numel_y if v.bias else 0)
+    return int(value) if value.denominator == 1 else value  # a float in TF when strides do not divide
+
+
+def _attention(v: View, c: Ctx) -> int:
+    """Keras MultiHeadAttention(num_heads=H, key_dim=d): four projections on BatchMatMulV2 (2·K per output)
+    with their bias adds, the scores and the context on Einsum (no registration: 0), the 1/sqrt(d) Mul
+    and the Softmax (5) per score."""
+    if v.a("causal"):
+        return _unverified(v, c)
+    q, kv = v.ins[0], v.ins[-1]
+    n, length, seq = q[0], q[1], kv[1]
+    heads = int(v.a("heads"))
+    inner = heads * int(v.a("head_dim") or q[-1] // heads)
+    b = 1 if v.bias else 0
+    proj = 2 * n * length * q[-1] * inner + 4 * n * seq * kv[-1] * inner + b * n * (length + 2 * seq) * inner
+    scores = n * heads * length * seq
+    return proj + 6 * scores + 2 * n * length * inner * v.y[-1] + b * v.numel_y
+
+
 def _unverified(v: View, c: Ctx) -> int:
-    return c.fail(f"no verified tf-profiler rule for '{v.op}' (Keras builds it from several TF ops)", v.path)
+    return c.fail(f"no verified tf-profiler rule for '{v.op}' with these attributes", v.path)
+
+
+_GELU = {"none": 4, "tanh": 7}  # Mul, Neg, Mul, Erfc (0), Mul / Mul, Pow, Mul, AddV2, Mul, Tanh (0), AddV2, Mul
 
 
 _UNREGISTERED = "counts 0: the TF op has no flops registration"
-_UNVERIFIED = "has no verified rule (Keras composes it from several TF ops)"
 
 TABLE = {
     "conv2d": Rule(_conv, "counts Conv2D/DepthwiseConv2dNative as 2 FLOPs per MAC, plus 1 per output for "
                    "BiasAdd"),
+    "conv_transpose2d": Rule(_conv_transpose, "counts Conv2DBackpropInput as 2·numel(y)·kh·kw·Cin/(sh·sw), "
+                             "plus 1 per output for BiasAdd"),
     "linear": Rule(_dense, "counts Dense as MatMul 2·K per output, plus 1 per output for BiasAdd"),
     "matmul": Rule(lambda v, c: 2 * v.matmul_macs, "counts BatchMatMul as 2·K per output"),
+    "attention": Rule(_attention, "counts MultiHeadAttention's projections (2·K per output, with bias adds), "
+                      "the scale and the softmax (6 per score), but not its two Einsums"),
     "batchnorm": Rule(_batchnorm, "counts unfused inference BatchNormalization as 2 per element plus 6 per channel"),
+    "layernorm": Rule(_layernorm, "counts LayerNormalization as 9 per element plus 4 per row"),
+    "groupnorm": Rule(_groupnorm, "counts GroupNormalization as 6 per element plus 4 per group and 3 per "
+                      "channel of each sample"),
     **{op: per_element(1, "counts an element-wise binary op as 1 per output element", of="y")
        for op in ("add", "sub", "mul", "div", "scale")},
     **{op: Rule(lambda v, c: v.kernel * v.numel_y, "counts pooling as kh·kw per output element")
@@ -64,11 +117,14 @@ TABLE = {
     "mean": Rule(_global_mean, "counts Mean as 1 per input element"),
     "adaptive_avgpool": Rule(_global_mean, "counts global average pooling (Mean) as 1 per input element"),
     "softmax": per_element(5, "counts Softmax as 5 per element"),
-    **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "upsample", "adaptive_maxpool", "embedding"),
-            _UNREGISTERED),
-    **{op: Rule(_unverified, _UNVERIFIED)
-       for op in ("silu", "hardsigmoid", "hardswish", "gelu", "layernorm", "groupnorm", "attention",
-                  "conv_transpose2d")},
+    "gelu": Rule(lambda v, c: _GELU[str(v.a("approximate"))] * v.numel_x,
+                 "counts GELU's Mul/Neg/Pow/AddV2 nodes: 4 per element (7 with the tanh approximation)"),
+    "silu": per_element(2, "counts SiLU as 2 per element (two Mul; Sigmoid has no registration)"),
+    "hardswish": per_element(3, "counts hard_swish as 3 per element (AddV2, RealDiv, Mul; Relu6 is 0)"),
+    "hardsigmoid": per_element(2, "counts hard_sigmoid as 2 per element (AddV2, RealDiv; Relu6 is 0)"),
+    "upsample": Rule(lambda v, c: 2 if v.a("mode") == "nearest" else 0,
+                     "counts UpSampling2D as 2 (nearest: two scalar Mul in ops.repeat) or 0 (ResizeBilinear)"),
+    **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "adaptive_maxpool", "embedding"), _UNREGISTERED),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
              "split", "chunk", "crop", "concat", "channel_shuffle", "parameter"),
             "copies, views and constants: no FLOPs registered"),
@@ -76,14 +132,20 @@ TABLE = {
 
 
 def _weights(v: View, c: Ctx) -> int:
-    if v.op in ("conv2d", "linear"):
-        return v.weight_numel + ((v.y[1] if v.op == "conv2d" else v.y[-1]) if v.bias else 0)
+    """Keras' trainable weights of the layer: kernels and biases, gamma and beta."""
+    if v.op in ("conv2d", "conv_transpose2d", "linear"):
+        return v.weight_numel + ((v.y[-1] if v.op == "linear" else v.y[1]) if v.bias else 0)
     if v.op == "embedding":
         return v.weight_numel
-    if v.op == "batchnorm":
+    if v.op in ("batchnorm", "groupnorm"):
         return 2 * v.x[1] if v.affine else 0
     if v.op == "layernorm":
         return 2 * math.prod(v.x[-int(v.a("dims")):]) if v.affine else 0
+    if v.op == "attention":
+        q, kv = v.ins[0], v.ins[-1]
+        inner = int(v.a("heads")) * int(v.a("head_dim") or q[-1] // int(v.a("heads")))
+        biases = 3 * inner + v.y[-1] if v.bias else 0
+        return (q[-1] + 2 * kv[-1]) * inner + inner * v.y[-1] + biases
     return 0
 
 

@@ -47,8 +47,70 @@ def one(name: str, kwargs: dict, res: int, batch: int) -> dict:
             "total_params": int(model.count_params())}
 
 
+def _cnn() -> keras.Model:
+    """Twin of the `tfcnn` spec in tests/test_counters.py (NHWC here, NCHW there)."""
+    from keras import layers
+
+    x = keras.Input((16, 16, 4))
+    y = layers.Conv2D(8, 3, padding="same")(x)
+    y = layers.BatchNormalization()(y)
+    y = layers.Activation("sigmoid")(y)
+    y = layers.AveragePooling2D(2)(y)
+    y = layers.Activation("tanh")(y)
+    y = layers.LeakyReLU()(y)
+    y = layers.UpSampling2D(2)(y)
+    y = layers.MaxPooling2D(3, strides=2, padding="same")(y)
+    y = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(y)
+    y = layers.Activation("hard_swish")(y)
+    y = layers.GroupNormalization(groups=2)(y)
+    y = layers.Conv2DTranspose(6, 2, strides=2)(y)
+    y = layers.Activation("silu")(y)
+    y = layers.ReLU(6.0)(y)
+    y = layers.Activation("hard_sigmoid")(y)
+    y = layers.Multiply()([y, y])
+    y = layers.UpSampling2D(2, interpolation="bilinear")(y)
+    y = layers.GlobalMaxPooling2D(keepdims=True)(y)
+    y = layers.GlobalAveragePooling2D()(y)
+    y = layers.Dense(10)(y)
+    return keras.Model(x, layers.Softmax()(y))
+
+
+def _tx() -> keras.Model:
+    """Twin of the `tftx` spec in tests/test_counters.py."""
+    from keras import layers, ops
+
+    x = keras.Input((5, 32))
+    y = layers.Dense(32)(x)
+    y = layers.LayerNormalization()(y)
+    y = layers.MultiHeadAttention(num_heads=4, key_dim=8)(y, y)
+    y = layers.Activation("gelu")(y)
+    y = layers.Activation(lambda t: keras.activations.gelu(t, approximate=True))(y)
+    y = layers.Dense(16, use_bias=False)(y)
+    y = ops.matmul(y, ops.transpose(y, (0, 2, 1)))
+    return keras.Model(x, y)
+
+
+TWINS = {"tfcnn": (_cnn, [2, 16, 16, 4]), "tftx": (_tx, [2, 5, 32])}
+
+
+def twin(name: str) -> dict:
+    build, shape = TWINS[name]
+    model = build()
+    fn = tf.function(lambda x: model(x, training=False))
+    graph = convert_variables_to_constants_v2(fn.get_concrete_function(tf.TensorSpec(shape, tf.float32))).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    return {"twin": name, "batch": shape[0], "total_float_ops": int(profile.total_float_ops),
+            "by_type": by_type(graph), "trainable_params": int(sum(int(tf.size(w)) for w in model.trainable_weights)),
+            "total_params": int(model.count_params())}
+
+
 if __name__ == "__main__":
     rows = [one(*case) for case in CASES]
+    twins = [twin(name) for name in TWINS]
     print(json.dumps({"about": "TensorFlow profiler total_float_ops of frozen tf.keras.applications graphs "
-                      "(weights=None, training=False); made by tests/data/make_tf_refs.py",
-                      "tools": {"tensorflow": tf.__version__, "keras": keras.__version__}, "rows": rows}, indent=1))
+                      "(weights=None, training=False) and of two small Keras twins of test specs; made by "
+                      "tests/data/make_tf_refs.py",
+                      "tools": {"tensorflow": tf.__version__, "keras": keras.__version__}, "rows": rows,
+                      "twins": twins}, indent=1))
