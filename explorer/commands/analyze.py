@@ -131,7 +131,8 @@ def _emit_torchsummary(args: argparse.Namespace, result: Any) -> int:
         print(report.to_json({"spec": result.spec.name, "variables": result.values, "torchsummary": asdict(s)}))
         return 0
     print(f"{result.spec.name}  " + "  ".join(f"{k}={v}" for k, v in result.values.items()))
-    print(torchsummary_text(s, args.per_layer))
+    text = torchsummary_text(s, args.per_layer)
+    print(f"\n```\n{text}\n```" if args.format == "markdown" else text)
     return 0
 
 

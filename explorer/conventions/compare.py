@@ -137,5 +137,8 @@ def compare(analysis: Analysis) -> Comparison:
     total["explorer_params"] = analysis.totals["params"]
     rows.append(total)
     explanations = {name: explain(r, vs, ours) for name, r in results.items() if name != "explorer"}
-    return Comparison(analysis.spec.name, dict(analysis.values), results, rows, explanations,
-                      [*assumptions(vs), *ctx.facts])
+    notes = [*assumptions(vs), *ctx.facts]
+    if "keras" not in (analysis.spec.source or ""):
+        notes.append("tf-profiler counts this architecture as Keras would build it (Conv2D, unfused "
+                     "BatchNormalization, Dense); TensorFlow references exist for the keras_* specs")
+    return Comparison(analysis.spec.name, dict(analysis.values), results, rows, explanations, notes)

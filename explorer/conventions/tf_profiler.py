@@ -115,7 +115,8 @@ TABLE = {
     **{op: Rule(lambda v, c: v.kernel * v.numel_y, "counts pooling as kh·kw per output element")
        for op in ("maxpool", "avgpool")},
     "mean": Rule(_global_mean, "counts Mean as 1 per input element"),
-    "adaptive_avgpool": Rule(_global_mean, "counts global average pooling (Mean) as 1 per input element"),
+    "adaptive_avgpool": Rule(lambda v, c: _global_mean(v, c) if math.prod(v.y[2:]) == 1 else _unverified(v, c),
+                             "counts global average pooling (Mean) as 1 per input element"),
     "softmax": per_element(5, "counts Softmax as 5 per element"),
     "gelu": Rule(lambda v, c: _GELU[str(v.a("approximate"))] * v.numel_x,
                  "counts GELU's Mul/Neg/Pow/AddV2 nodes: 4 per element (7 with the tanh approximation)"),
