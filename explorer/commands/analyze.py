@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
     p.add_argument("--exact", action="store_true", help="exact integers instead of K/M/G")
     p.add_argument("--convention", metavar="NAME", type=convention_name,
                    help="also count as a tool does: explorer, torch, fvcore, thop, ptflops, ptflops-aten, "
-                        "torchinfo, torchstat, calflops (docs/conventions.md)")
+                        "torchinfo, torchstat, calflops, flopth, torchsummary (its own table), tf-profiler "
+                        "(docs/conventions.md)")
     add_hardware_args(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -127,10 +128,14 @@ def _emit_convention(args: argparse.Namespace, result: Any) -> int:
     """The analysis plus one tool's count: ``totals.count`` and a per-layer ``convention_count``."""
     from explorer.conventions import annotate
 
+    if args.convention == "torchsummary" and args.format != "csv":
+        return _emit_torchsummary(args, result)
     data = annotate(result, result.to_dict(), args.convention)
     conv = data["convention"]
     also = "".join(f", {k} {v:,}" for k, v in conv["also"].items() if v is not None)
-    shown = "no total: " + conv["error"] if conv["error"] else f"{data['totals']['count']:,} {conv['unit']}{also}"
+    printed = f" (prints {conv['printed']})" if "printed" in conv else ""
+    shown = "no total: " + conv["error"] if conv["error"] else \
+        f"{data['totals']['count']:,} {conv['unit']}{printed}{also}"
     data["header"] = f"convention {conv['name']} ({conv['tool']}, {conv['version']}): {shown}"
     column = Column("convention_count", f"{conv['name']} {conv['unit']}", report.human)
     if args.format == "csv":  # the csv 'count' column is the layer multiplicity: total under its own key
@@ -139,6 +144,35 @@ def _emit_convention(args: argparse.Namespace, result: Any) -> int:
         data = {**data, "totals": totals}
     emit(args, data, [*COST_COLUMNS, column])
     return 0
+
+
+def _emit_torchsummary(args: argparse.Namespace, result: Any) -> int:
+    """torchsummary's own printout (its rows with --per-layer, then totals and size lines), or the same as JSON."""
+    from dataclasses import asdict
+
+    from explorer.conventions.torchsummary import summary
+
+    s = summary(result)
+    if args.format == "json":
+        print(report.to_json({"spec": result.spec.name, "variables": result.values, "torchsummary": asdict(s)}))
+        return 0
+    print(f"{result.spec.name}  " + "  ".join(f"{k}={v}" for k, v in result.values.items()))
+    text = torchsummary_text(s, args.per_layer)
+    print(f"\n```\n{text}\n```" if args.format == "markdown" else text)
+    return 0
+
+
+def torchsummary_text(s: Any, per_layer: bool = True) -> str:
+    """The lines torchsummary.summary prints (torchsummary/torchsummary.py, lines 78-114)."""
+    rule, double = "-" * 64, "=" * 64
+    lines = [rule, "{:>20}  {:>25} {:>15}".format("Layer (type)", "Output Shape", "Param #"), double]
+    if per_layer:
+        lines += ["{:>20}  {:>25} {:>15}".format(r.key, str(r.output_shape), f"{r.params:,}") for r in s.rows]
+    lines += [double, f"Total params: {s.total_params:,}", f"Trainable params: {s.trainable_params:,}",
+              f"Non-trainable params: {s.total_params - s.trainable_params:,}", rule,
+              "Input size (MB): %0.2f" % s.input_mb, "Forward/backward pass size (MB): %0.2f" % s.forward_backward_mb,
+              "Params size (MB): %0.2f" % s.params_mb, "Estimated Total Size (MB): %0.2f" % s.total_mb, rule]
+    return "\n".join(lines)
 
 
 def emit(args: argparse.Namespace, data: dict[str, Any], columns: list[Column]) -> None:

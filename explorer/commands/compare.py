@@ -8,6 +8,7 @@ from typing import Any
 
 from explorer import report
 from explorer.commands.analyze import add_set
+from explorer.conventions.compare import OURS
 from explorer.report import Column
 
 
@@ -53,7 +54,7 @@ def render(result: Any, markdown: bool = False, exact: bool = False) -> str:
     fmt = _fmt(exact)
     names = list(result.results)
     columns = [Column("category", "op type", align="<"), Column("explorer", "explorer MACs", fmt),
-               Column("explorer_flops", "explorer FLOPs", fmt)]
+               Column("explorer_flops", "explorer FLOPs", fmt), Column("explorer_params", "explorer params", fmt)]
     columns += [Column(n, n, fmt) for n in names if n != "explorer"]
     rows = [{k: ("error" if v is None else v) for k, v in row.items()} for row in result.rows]
     draw = report.markdown if markdown else report.table
@@ -66,15 +67,25 @@ def render(result: Any, markdown: bool = False, exact: bool = False) -> str:
             for n, r in result.results.items() if n != "explorer" for k, v in r.extra.items() if v is not None]
     if also:
         lines.append("also: " + ", ".join(also))
-    lines += ["", "Why each differs from explorer's exact count (MACs; FLOPs for torch and calflops):"]
-    ours = result.results["explorer"]
+    lines += ["", f"Why each differs from explorer's exact count (MACs; {_compared_with(result)}):"]
+    reference_of = {"macs": result.rows[-1]["explorer"], "flops": result.rows[-1]["explorer_flops"],
+                    "params": result.rows[-1]["explorer_params"]}
     for name, diffs in result.explanations.items():
         r = result.results[name]
-        metric = "MACs" if r.convention.ours == "macs" else "FLOPs"
-        reference = ours.total if metric == "MACs" else ours.extra["FLOPs"]
+        metric = OURS[r.convention.ours]
+        reference = reference_of[r.convention.ours]
         shown = "no total" if r.total is None else f"{fmt(r.total)} {r.convention.unit}"
         lines.append(f"{'#### ' if markdown else ''}{name}: {shown} vs explorer {fmt(reference)} {metric}")
         lines += [f"{bullet}{d.text}" for d in diffs]
     if result.notes:
         lines += ["", "Notes:"] + [f"{bullet}{n}" for n in result.notes]
     return "\n".join(lines)
+
+
+def _compared_with(result: Any) -> str:
+    """"FLOPs for torch, calflops, parameters for torchsummary": the tools not compared with MACs."""
+    by_metric: dict[str, list[str]] = {}
+    for name, r in result.results.items():
+        if name != "explorer" and r.convention.ours != "macs":
+            by_metric.setdefault(r.convention.ours, []).append(name)
+    return "; ".join(f"{OURS[k]} for {', '.join(names)}" for k, names in by_metric.items())

@@ -22,12 +22,15 @@ from explorer.conventions import (
     calflops,
     exact,
     flop_counter,
+    flopth,
     fvcore,
     ptflops,
     ptflops_aten,
     thop,
+    tf_profiler,
     torchinfo,
     torchstat,
+    torchsummary,
 )
 from explorer.conventions.base import Convention, Ctx, Number, Rule, View, as_json_number, plain
 from explorer.conventions.compare import compare
@@ -38,7 +41,8 @@ from explorer.errors import ExplorerError, did_you_mean
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     exact.CONVENTION, flop_counter.CONVENTION, fvcore.CONVENTION, thop.CONVENTION, ptflops.CONVENTION,
-    ptflops_aten.CONVENTION, torchinfo.CONVENTION, torchstat.CONVENTION, calflops.CONVENTION)}
+    ptflops_aten.CONVENTION, torchinfo.CONVENTION, torchstat.CONVENTION, calflops.CONVENTION, flopth.CONVENTION,
+    torchsummary.CONVENTION, tf_profiler.CONVENTION)}
 
 
 @dataclass
@@ -134,6 +138,8 @@ def annotate(analysis: Analysis, data: dict[str, Any], convention: Convention | 
     data["totals"] = {**data["totals"], "count": result.total}
     data["convention"] = {"name": conv.name, "tool": conv.tool, "version": conv.version, "source": conv.source,
                           "unit": conv.unit, "error": result.error, "also": result.extra}
+    if conv.printed and result.total is not None:
+        data["convention"]["printed"] = conv.printed(result.total)
     if result.by_key:
         data["convention"]["by_operator"] = result.by_key
     for row, value in zip(data["layers"], result.per_layer):

@@ -36,6 +36,7 @@ class View:
     flops: int = 0
     functional: bool = False  # the torch model calls it as torch.nn.functional, not as a module
     reused: bool = False  # the same torch module is called again later in the forward
+    closes: tuple[str, ...] = ()  # torch container modules (not nn.Sequential) whose output this layer is
 
     @property
     def x(self) -> tuple[int, ...]:
@@ -189,6 +190,14 @@ def per_element(k: int, note: str, of: str = "x", key: str | None = None) -> Rul
     return Rule(lambda v, c: k * v.numel_y, note, key)
 
 
+def last_call_only(table: Mapping[str, Rule]) -> dict[str, Rule]:
+    """Wrap every formula: a module the forward calls again later is overwritten by that call
+    (torchstat and flopth keep a per-module buffer that each call replaces)."""
+    def wrap(rule: Rule) -> Rule:
+        return Rule(lambda v, c: 0 if v.reused else rule.fn(v, c), rule.note, rule.key)
+    return {op: wrap(rule) for op, rule in table.items()}
+
+
 @dataclass(frozen=True)
 class Convention:
     """One tool's way of counting: the table and how per-layer counts become its printed total."""
@@ -207,6 +216,7 @@ class Convention:
     total: Callable[[list[Any], Ctx, list[View]], int] | None = None  # raw values -> the printed total
     notes: Callable[[list[Any], Ctx, list[View]], list[tuple[str, Number]]] | None = None  # global differences
     summary: str = ""
+    printed: Callable[[int], str] | None = None  # the total as the tool itself prints it ("1.82142G")
 
 
 def plain(value: Any) -> Any:

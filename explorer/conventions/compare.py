@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from explorer.conventions import Result
 
 CORE = ("conv", "linear", "norm", "activation", "pooling", "elementwise", "attention")
-OURS = {"macs": "MACs", "flops": "FLOPs"}
+OURS = {"macs": "MACs", "flops": "FLOPs", "params": "parameters"}
 
 
 @dataclass
@@ -130,10 +130,15 @@ def compare(analysis: Analysis) -> Comparison:
         for name, r in results.items():
             row[name] = sum((p for v, p in zip(vs, r.per_layer) if v.category == cat), 0)
         row["explorer_flops"] = sum(m["flops"] for v, m in zip(vs, ours) if v.category == cat)
+        row["explorer_params"] = sum(m["params"] for v, m in zip(vs, ours) if v.category == cat)
         rows.append(row)
     total: dict[str, Any] = {"category": "total", **{name: r.total for name, r in results.items()}}
     total["explorer_flops"] = analysis.totals["flops"]
+    total["explorer_params"] = analysis.totals["params"]
     rows.append(total)
     explanations = {name: explain(r, vs, ours) for name, r in results.items() if name != "explorer"}
-    return Comparison(analysis.spec.name, dict(analysis.values), results, rows, explanations,
-                      [*assumptions(vs), *ctx.facts])
+    notes = [*assumptions(vs), *ctx.facts]
+    if "keras" not in (analysis.spec.source or ""):
+        notes.append("tf-profiler counts this architecture as Keras would build it (Conv2D, unfused "
+                     "BatchNormalization, Dense); TensorFlow references exist for the keras_* specs")
+    return Comparison(analysis.spec.name, dict(analysis.values), results, rows, explanations, notes)

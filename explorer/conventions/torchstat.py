@@ -21,6 +21,7 @@ from explorer.conventions.base import (
     Ctx,
     Rule,
     View,
+    last_call_only,
     not_modelled,
     zeros,
 )
@@ -93,18 +94,11 @@ MADD = {
 }
 
 
-def _last_call_only(table: dict[str, Rule]) -> dict[str, Rule]:
-    """Wrap every formula: a module the forward calls again later is overwritten by that call."""
-    def wrap(rule: Rule) -> Rule:
-        return Rule(lambda v, c: 0 if v.reused else rule.fn(v, c), rule.note, rule.key)
-    return {op: wrap(rule) for op, rule in table.items()}
-
-
 CONVENTION = Convention(
     name="torchstat", tool="torchstat.stat(model, (C, H, W)): total Flops (MAdd beside it)", version="0.0.7",
     source="torchstat/compute_flops.py: compute_*_flops; torchstat/compute_madd.py: compute_*_madd; "
            "torchstat/model_hook.py: ModelHook",
-    unit="Flops", ours="macs", table=_last_call_only(FLOPS), extra={"MAdd": _last_call_only(MADD)},
+    unit="Flops", ours="macs", table=last_call_only(FLOPS), extra={"MAdd": last_call_only(MADD)},
     sees_functional=False,
     summary="Flops: conv MACs plus bias, Linear MACs, 1 per element for BN/ReLU/pools; MAdd per sample",
 )

@@ -23,16 +23,18 @@ class Implementation:
     why: str  # where in that file
     functional: tuple[str, ...] = ()  # layer paths called through torch.nn.functional
     shared: tuple[tuple[str, ...], ...] = ()  # layer names that are one module within a block instance
+    containers: tuple[tuple[str, str], ...] = ()  # (spec block, torch class): a module hooked around its layers
 
 
 IMPLEMENTATIONS = (
     Implementation("torchvision/models/mobilenetv2.py",
                    "MobileNetV2._forward_impl calls nn.functional.adaptive_avg_pool2d(x, (1, 1))",
-                   functional=("avgpool",)),
+                   functional=("avgpool",), containers=(("inverted_residual", "InvertedResidual"),)),
     Implementation("torchvision/models/resnet.py",
                    "BasicBlock.forward and Bottleneck.forward call their one self.relu after every stage "
                    "and after the residual add",
-                   shared=(("relu1", "relu2", "relu3"),)),
+                   shared=(("relu1", "relu2", "relu3"),),
+                   containers=(("basic", "BasicBlock"), ("bottleneck", "Bottleneck"))),
 )
 
 
@@ -60,4 +62,22 @@ def mark(views: Sequence[View], spec: Spec) -> list[str]:
                 if (prefix, k) in last:
                     last[(prefix, k)].reused = used = True
                 last[(prefix, k)] = v
+    _mark_containers(views, spec, dict(impl.containers))
     return [f"torch model: {impl.why} ({impl.source})"] if used else []
+
+
+def _mark_containers(views: Sequence[View], spec: Spec, classes: dict[str, str]) -> None:
+    """The last layer of each instance of a container block returns the container's output: mark it
+    with the torch class (torchsummary lists the container as a row of its own right after it)."""
+    for entry in spec.layers:
+        cls = classes.get(str(entry.get("block")))
+        if cls is None:
+            continue
+        last: dict[str, View] = {}
+        depth = 2 if "repeat" in entry else 1  # "layer1.0.conv1" (repeated) or "stem.conv"
+        for v in views:
+            parts = v.path.split(".")
+            if parts[0] == entry["name"] and len(parts) > depth:
+                last[".".join(parts[:depth])] = v
+        for v in last.values():
+            v.closes = (*v.closes, cls)
