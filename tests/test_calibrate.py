@@ -106,3 +106,25 @@ def test_accuracy_and_calibrate_errors(run, tmp_path):
     code, _, err = run("calibrate", "--classes", "conv_dens", "-o", tmp_path / "p.yaml")
     assert code == 2 and "unknown kernel class" in err
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_onnxruntime_measure_and_fused_calibration(run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    code, out, err = run("measure", spec, "--runtime", "onnxruntime", "--rounds", "2", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["runtime"] == "onnxruntime" and data["total"]["best_s"] > 0
+    profile = tmp_path / "fused.yaml"
+    code, out, err = run("calibrate", "--runtime", "onnxruntime", "--quick", "--quiet", "--classes",
+                         "conv_dense,elementwise,pooling,matmul,norm", "-o", profile)
+    assert code == 0, err
+    doc = yaml.safe_load(profile.read_text())
+    assert doc["execution"]["mode"] == "fused" and "onnxruntime" in doc["measured"]["source"]
+    fused = predict(loads_spec(TINY), hardware=profile)
+    assert fused.execution.mode == "fused"
+    assert [k.klass for k in fused.kernels] == ["conv_stem", "pooling", "matmul"]
+    code, _, err = run("measure", spec, "--runtime", "onnxruntime", "--per-layer")
+    assert code == 2 and "per-layer" in err
