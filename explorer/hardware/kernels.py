@@ -48,7 +48,8 @@ KERNEL_CLASSES: dict[str, str] = {
     "attention": "scaled dot-product attention (scores, softmax, weighted sum)",
     "elementwise": "activations and elementwise arithmetic",
     "norm": "batch, layer, group and RMS normalization",
-    "pooling": "max/average pooling, global pooling, reductions, upsampling",
+    "maxpool": "max pooling (windowed or global)",
+    "pooling": "average pooling, global average pooling, reductions, upsampling",
     "softmax": "softmax over an axis",
     "data": "copies: concat, channel shuffle, materialized permutes",
     "embedding": "embedding gather",
@@ -63,7 +64,7 @@ KEYS: dict[str, str] = {
     "conv_depthwise_strided": "output plane H x W", "conv_grouped": "output plane H x W",
     "conv_transpose": "output plane H x W", "matmul": "output elements",
     "attention": "score elements", "elementwise": "output elements", "norm": "output elements",
-    "pooling": "input elements", "softmax": "elements", "data": "output elements",
+    "maxpool": "input elements", "pooling": "input elements", "softmax": "elements", "data": "output elements",
     "embedding": "output elements", "view": "output elements",
 }
 
@@ -98,8 +99,8 @@ CLASSIFY: dict[str, Callable[[Layer], str]] = {
     "softmax": _const("softmax"),
     **{n: _const("norm") for n in ("batchnorm", "layernorm", "groupnorm", "rmsnorm")},
     "gated_mlp": _const("matmul"), "moe": _const("matmul"),
-    **{p: _const("pooling") for p in ("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean",
-                                      "upsample")},
+    "maxpool": _const("maxpool"), "adaptive_maxpool": _const("maxpool"),
+    **{p: _const("pooling") for p in ("avgpool", "adaptive_avgpool", "mean", "upsample")},
     **{v: _const("view") for v in ("identity", "dropout", "flatten", "reshape", "permute", "transpose",
                                    "expand", "select", "slice", "split", "chunk", "crop", "parameter")},
     "concat": _const("data"), "channel_shuffle": _const("data"),
@@ -125,7 +126,7 @@ def size_key(layer: Layer, klass: str) -> Any:
         return out[2] * out[3] if len(out) == 4 else numel(out)
     if klass == "attention":
         return _score_elements(layer)
-    if klass == "pooling":
+    if klass in ("pooling", "maxpool"):
         return numel(layer.in_shapes[0])
     return sum((numel(s) for s in layer.out_shapes), ZERO)
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from explorer.errors import ExplorerError
 from explorer.measure.fit import Fit, Sample, fit_class, knots
+from explorer.hardware.kernels import KERNEL_CLASSES
+from explorer.measure.chains import networks
 from explorer.measure.microbench import Bench, benches, spec_data
 
 # knots per octave of each class's compute curve (1 flat curve when 0): where measurements show a
@@ -29,6 +31,8 @@ COMPUTE_KNOTS = {"conv_depthwise": 2.0, "conv_depthwise_strided": 1.0, "conv_den
                  "conv_stem": 0.5, "matmul": 0.5, "attention": 0.5}
 BYTES_PER_OCTAVE = 0.5
 ROTATE_BYTES = 64e6  # copies of a kernel's data cycled per timing: past a CPU's last-level cache
+NETWORKS = 36  # random networks timed layer by layer (eager calibration)
+MIN_IN_CONTEXT = 12  # a class with fewer samples from the networks is also measured alone
 
 
 @dataclass
@@ -216,6 +220,36 @@ def rotating_ort(bridge: Any, moved: float, threads: int, target: float = ROTATE
     return call
 
 
+def measure_network(doc: dict[str, Any], *, device: str, dtype: str, rounds: int) -> list[Measured]:
+    """A random network timed layer by layer inside whole passes: one sample per layer."""
+    import yaml
+
+    from explorer.analysis import analyze
+    from explorer.cost import Precision, exact, substitution
+    from explorer.hardware.kernels import kernel_metrics, plan
+    from explorer.measure.layers import time_inline
+    from explorer.measure.microbench import Bench
+    from explorer.spec import loads_spec
+    from explorer.torch import to_module
+
+    import torch
+
+    spec = loads_spec(yaml.safe_dump(doc, sort_keys=False), path=f"<random {doc['name']}>")
+    result = analyze(spec, {}, Precision(dtype))
+    subs = substitution(result.model, result.values)
+    bridge = to_module(spec, {}, dtype=dtype, device=device)
+    with torch.inference_mode():
+        rows = {r.path: r.timing for r in time_inline(bridge, device=device, rounds=rounds, warmup=2)}
+    out = []
+    for km in kernel_metrics(result.costs, plan(result.model, "eager")):
+        layer = km.kernel.anchor
+        t = rows[layer.path]
+        sample = Sample(float(exact(km.flops, subs)), float(exact(km.bytes, subs)), float(exact(km.key, subs)),
+                        t.best_s, f"{doc['name']}:{layer.path}")
+        out.append(Measured(Bench(km.kernel.klass, sample.label, {}, {}), sample, t.spread))
+    return out
+
+
 def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", classes: Sequence[str] | None = None,
               scale: float = 1.0, rounds: int = 5, min_time_s: float = 0.01, seed: int = 0,
               runtime: str = "torch", progress: Callable[[int, int, str], None] | None = None) -> Calibration:
@@ -230,19 +264,32 @@ def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", cla
     if device == "cpu":
         torch.set_num_threads(threads)
     name, kind = device_description(device)
-    grid = list(benches(list(classes) if classes else None, scale=scale, seed=seed, fused=runtime != "torch"))
     measured: list[Measured] = []
     failed: list[tuple[str, str]] = []
+    wanted = list(classes) if classes else None
+    nets = networks(max(3, round(NETWORKS * scale)), seed) if runtime == "torch" else []
+    for i, doc in enumerate(nets):
+        if progress:
+            progress(i, len(nets), f"random network {i + 1}/{len(nets)}")
+        rows = measure_network(doc, device=device, dtype=dtype, rounds=rounds)
+        measured += [m for m in rows if wanted is None or m.bench.klass in wanted]
+    counts: dict[str, int] = {}
+    for m in measured:
+        counts[m.bench.klass] = counts.get(m.bench.klass, 0) + 1
+    # classes the networks leave thin are measured alone (rotating their data past the caches)
+    thin = [k for k in (wanted or KERNEL_CLASSES) if counts.get(k, 0) < MIN_IN_CONTEXT * min(scale, 1.0)
+            or runtime != "torch"]
+    grid = list(benches(thin, scale=scale, seed=seed, fused=runtime != "torch")) if thin else []
     for i, b in enumerate(grid):
         if progress:
-            progress(i, len(grid), b.label)
+            progress(len(nets) + i, len(nets) + len(grid), b.label)
         try:
             measured.append(measure_bench(b, device=device, dtype=dtype, rounds=rounds, min_time_s=min_time_s,
                                           runtime=runtime, threads=threads))
         except (ExplorerError, RuntimeError) as exc:  # a shape the backend rejects: recorded, not fatal
             failed.append((b.label, str(exc).splitlines()[0][:200]))
     if progress:
-        progress(len(grid), len(grid), "fitting")
+        progress(len(nets) + len(grid), len(nets) + len(grid), "fitting")
     fits = fit_all(measured)
     if not fits:
         raise ExplorerError("calibration measured nothing: every microbenchmark failed "

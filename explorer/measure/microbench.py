@@ -142,9 +142,10 @@ def _norm(rng: random.Random) -> Bench | None:
     return Bench("norm", f"{op} {shape}", {"x": shape}, {"op": op})
 
 
-def _pooling(rng: random.Random) -> Bench | None:
+def _pooling(rng: random.Random, klass: str = "pooling") -> Bench | None:
     c, res = _pick(rng, CHANNELS, 8, 1280), _pick(rng, PLANES, 4) * rng.choice((1, 2))
-    kind = rng.choice(("maxpool", "maxpool", "avgpool", "adaptive_avgpool", "adaptive_avgpool", "mean"))
+    kind = (rng.choice(("maxpool", "maxpool", "maxpool", "adaptive_maxpool")) if klass == "maxpool" else
+            rng.choice(("avgpool", "adaptive_avgpool", "adaptive_avgpool", "mean")))
     if c * res * res > 2**23:
         return None
     layer: dict[str, Any] = {"op": kind}
@@ -152,11 +153,11 @@ def _pooling(rng: random.Random) -> Bench | None:
         layer.update(kernel=3, stride=2, padding=1)
     elif kind == "avgpool":
         layer.update(kernel=2, stride=2)
-    elif kind == "adaptive_avgpool":
+    elif kind in ("adaptive_avgpool", "adaptive_maxpool"):
         layer.update(size=1)
     else:
         layer.update(axes=[2, 3])
-    return Bench("pooling", f"{kind} {c}@{res}", {"x": [1, c, res, res]}, layer)
+    return Bench(klass, f"{kind} {c}@{res}", {"x": [1, c, res, res]}, layer)
 
 
 def _softmax(rng: random.Random) -> Bench | None:
@@ -203,7 +204,8 @@ GRIDS: dict[str, tuple[Callable[[random.Random], Bench | None], int]] = {
     "attention": (_attention, 36),
     "elementwise": (_elementwise, 70),
     "norm": (_norm, 50),
-    "pooling": (_pooling, 36),
+    "maxpool": (lambda r: _pooling(r, "maxpool"), 24),
+    "pooling": (_pooling, 24),
     "softmax": (_softmax, 20),
     "data": (_data, 24),
     "embedding": (_embedding, 12),
