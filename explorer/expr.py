@@ -149,6 +149,9 @@ def parse(text: object, scope: Scope) -> Value:
         raise ExpressionError(f"expected a number or an expression, got {type(text).__name__} {text!r}")
     if len(text) > MAX_TEXT:
         raise ExpressionError(f"expression is {len(text)} characters long (limit {MAX_TEXT})")
+    if not text.isascii():  # Python folds identifiers to NFKC: 'ﬁ' would silently read as 'fi'
+        bad = next(c for c in text if not c.isascii())
+        raise ExpressionError(f"expression {text!r} has the non-ASCII character {bad!r}; names are ASCII")
     if _bracket_depth(text) > MAX_DEPTH:
         raise ExpressionError(f"expression nests deeper than {MAX_DEPTH} levels")
     try:
