@@ -24,7 +24,7 @@ import sympy
 from explorer import expr as ex
 from explorer.errors import ExplorerError, SpecError, brief, did_you_mean
 from explorer.ops import ALIASES, REGISTRY, REQUIRED, Cost, OpCall, OpDef
-from explorer.ops.base import Shape, fmt_shape
+from explorer.ops.base import Shape, domain_problem, fmt_shape
 from explorer.spec import INTEGER_DTYPES, Spec
 
 if TYPE_CHECKING:
@@ -467,10 +467,22 @@ class _Builder:
                 continue
             try:
                 out[k] = self._attr(a, d[k], scope, (*key, k))
+                self._domain(a, out[k])
             except ExplorerError as exc:
                 exc.message = f"attribute '{k}': {exc.message}"
                 raise exc.located(self.spec.path, self.spec.line(*key, k)) from None
         return out
+
+    def _domain(self, a: Any, value: Any) -> None:
+        """Numeric values in the attribute's domain (kernel >= 1, padding >= 0...), where decidable."""
+        if not a.check or isinstance(value, (str, bool)) or value is None:
+            return
+        for v in value if isinstance(value, tuple) else (value,):
+            known = v if getattr(v, "is_number", False) or ex.is_condition(v) else v.xreplace(self.defaults)
+            problem = domain_problem(a.check, known)
+            if problem:
+                at = "" if known is v else f" (at the defaults: {v} = {fmt_shape((known,))[1:-1]})"
+                raise SpecError(f"{problem.split(', got')[0]}, got {fmt_shape((v,))[1:-1]}{at}")
 
     def _attr(self, a: Any, value: Any, scope: _Scope, key: tuple[Any, ...]) -> Any:
         if value is None:

@@ -186,7 +186,7 @@ def _prescan(text: str, counted: Counted | None) -> None:
     stack: list[list[Any]] = []  # per open collection: [is_mapping, key path, pending key, counted?]
     for event in yaml.parse(text, Loader=_Loader):
         if not isinstance(event, yaml.NodeEvent):
-            if isinstance(event, yaml.CollectionEndEvent):
+            if isinstance(event, yaml.CollectionEndEvent) and counted is not None:
                 stack.pop()
             continue
         nodes += 1

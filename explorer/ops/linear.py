@@ -10,8 +10,8 @@ from explorer.ops.conv import dense_flops
 
 
 @op("linear", "linear", {
-    "out": Attr(REQUIRED, doc="output features"),
-    "in": Attr(None, doc="input features, checked against the input (optional)"),
+    "out": Attr(REQUIRED, doc="output features", check="pos_int"),
+    "in": Attr(None, doc="input features, checked against the input (optional)", check="pos_int"),
     "bias": Attr(True, "bool"),
     "tied": Attr(None, "ref", doc="layer whose weight this one shares (e.g. an embedding): no new params"),
 })
@@ -67,9 +67,9 @@ def matmul(call: OpCall) -> OpResult:
 
 
 @op("attention", "attention", {
-    "heads": Attr(REQUIRED),
-    "head_dim": Attr(None, doc="default: dim / heads"),
-    "out": Attr(None, doc="output features, default: the input's"),
+    "heads": Attr(REQUIRED, check="pos_int"),
+    "head_dim": Attr(None, doc="default: dim / heads", check="pos_int"),
+    "out": Attr(None, doc="output features, default: the input's", check="pos_int"),
     "causal": Attr(False, "bool", doc="causal mask (counted dense, as executed by standard kernels)"),
     "bias": Attr(True, "bool"),
 }, inputs=(1, 2))
