@@ -10,6 +10,7 @@ integer literals and powers with numeric exponents.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,6 +25,7 @@ MAX_DEPTH = 60  # nesting of the expression tree
 MAX_EXPONENT = 64  # |n| in x**n
 MAX_LITERAL = 10**30  # largest integer literal
 MAX_RESULT_DIGITS = 40  # largest number a constant power may produce
+MAX_TERMS = 2_000  # terms one expression may expand to (sympy.expand), counted before expanding
 
 Value = Any  # sympy.Expr or sympy boolean
 
@@ -160,11 +162,53 @@ def parse(text: object, scope: Scope) -> Value:
         msg = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
         raise ExpressionError(f"cannot parse expression {text!r}: {msg}") from None
     try:
-        return _Walker(scope).visit(tree.body, 0)
+        value = _Walker(scope).visit(tree.body, 0)
     except RecursionError:
         raise ExpressionError(f"expression {text!r} nests too deeply") from None
     except (TypeError, ValueError, AttributeError) as exc:  # e.g. a comparison used as a number
         raise ExpressionError(f"cannot evaluate {text!r}: {exc}") from None
+    check_terms(value, MAX_TERMS, f"expression {text!r}")
+    return value
+
+
+def check_terms(value: Value, limit: int, what: str) -> None:
+    """Refuse ``value`` when expanding it would give more than ``limit`` terms."""
+    n = expanded_terms(value, limit)
+    if n > limit:
+        raise ExpressionError(f"{what} would expand to more than {limit:,} terms (limit {limit:,})")
+
+
+def expanded_terms(value: Value, limit: int) -> int:
+    """An upper estimate of the terms ``sympy.expand`` gives, without expanding; stops past ``limit``.
+
+    Sums add, products multiply, ``b**n`` (integer n) has the multinomial count C(t + |n| - 1, |n|)
+    for a base of t terms; other functions count 1 but their arguments are checked too.
+    """
+    memo: dict[Any, int] = {}
+
+    def terms(e: Any) -> int:
+        if e in memo:
+            return memo[e]
+        args = getattr(e, "args", ())
+        if not args:
+            n = 1
+        elif isinstance(e, sympy.Add):
+            n = min(sum(terms(a) for a in args), limit + 1)
+        elif isinstance(e, sympy.Mul):
+            n = 1
+            for a in args:
+                n = min(n * terms(a), limit + 1)
+        elif isinstance(e, sympy.Pow) and e.exp.is_Integer:
+            k = min(abs(int(e.exp)), MAX_EXPONENT * 64)
+            n = min(math.comb(terms(e.base) + k - 1, k), limit + 1)
+        else:
+            n = 1
+            if max((terms(a) for a in args), default=1) > limit:
+                n = limit + 1
+        memo[e] = n
+        return n
+
+    return terms(value)
 
 
 def _bracket_depth(text: str) -> int:

@@ -22,8 +22,15 @@ class _Strict(BaseModel):
 
 
 class Quantity(_Strict):
-    value: str | float
+    value: str | int | float
     source: str = Field(min_length=1)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _not_bool(cls, v: object) -> object:
+        if isinstance(v, bool):  # pydantic would read true as 1.0
+            raise ValueError("must be a number with a unit, not true/false")
+        return v
 
 
 class Memory(_Strict):
