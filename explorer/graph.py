@@ -140,7 +140,7 @@ class _Builder:
         self.nodes: dict[str, Layer] = {}
         self.layers: list[Layer] = []
         self.structural: set[str] = set()
-        self._sizes: dict[str, int] = {}
+        self._sizes: dict[Any, int] = {}
 
     # -- driver ---------------------------------------------------------------------------------
     def run(self) -> Model:
@@ -156,7 +156,8 @@ class _Builder:
             scope.tensors[name] = [Ref(name)]
         scope.last = [Ref(next(iter(self.spec.inputs)))]
         try:
-            self._reserve(sum(self._entry_size(d, set()) for d in self.spec.layers))
+            top = {**self.symbols, **self.bind}
+            self._reserve(sum(self._entry_size(d, top, frozenset()) for d in self.spec.layers))
         except SpecError as exc:
             raise exc.located(self.spec.path, self.spec.line("layers")) from None
         self._expand_list(self.spec.layers, scope)
@@ -269,7 +270,7 @@ class _Builder:
         if n.is_number:
             if not (n.is_Integer and 0 <= n <= MAX_REPEAT):
                 raise SpecError(f"repeat must be an integer from 0 to {MAX_REPEAT}, got {n}")
-            self._reserve(int(n) * self._size(d, set()))
+            self._reserve(int(n) * self._size(d, scope.names, frozenset()))
             outs = sources
             for k in range(int(n)):
                 names = {**scope.names, index: sympy.Integer(k)}
@@ -298,32 +299,40 @@ class _Builder:
             raise SpecError(f"the graph would have at least {len(self.nodes) + more:,} layers "
                             f"(limit {MAX_NODES:,}): check the repeat counts")
 
-    def _entry_size(self, d: Any, stack: set[str]) -> int:
-        """A lower bound of the nodes a layer entry adds: literal repeat counts, no ``when`` layers."""
+    def _entry_size(self, d: Any, names: dict[str, Any], stack: frozenset[str]) -> int:
+        """A lower bound of the nodes a layer entry adds: counts known up front, no ``when`` layers."""
         if not isinstance(d, dict) or "when" in d:
             return 0
-        count = self._static_count(d.get("repeat", 1))
-        return count * self._size(d, stack) if count else 0
+        count = self._static(d.get("repeat", 1), names)
+        count = int(count) if getattr(count, "is_Integer", False) and 0 <= count <= MAX_REPEAT else 1
+        return count * self._size(d, names, stack) if count else 0
 
-    def _static_count(self, value: Any) -> int:
-        """A repeat count known before building (numbers, variables at their values), else 1."""
+    def _static(self, value: Any, names: dict[str, Any]) -> Any:
+        """A value known before building (numbers, variables at their values), else None."""
         try:
-            n = ex.parse(value, ex.Scope({**self.symbols, **self.bind})).xreplace(self.defaults)
+            return ex.parse(value, ex.Scope(names)).xreplace(self.defaults)
         except ExplorerError:
-            return 1
-        return int(n) if getattr(n, "is_Integer", False) and 0 <= n <= MAX_REPEAT else 1
+            return None
 
-    def _size(self, d: dict[str, Any], stack: set[str]) -> int:
-        """A lower bound of the nodes one instance of layer ``d`` adds (blocks memoized by name)."""
+    def _size(self, d: dict[str, Any], names: dict[str, Any], stack: frozenset[str]) -> int:
+        """A lower bound of the nodes one instance of layer ``d`` adds (blocks memoized by arguments)."""
         bname = d.get("block")
         if not isinstance(bname, str) or bname not in self.spec.blocks or bname in stack or len(stack) > 32:
             return 1
-        if bname not in self._sizes:
+        block, args = self.spec.blocks[bname], d.get("args")
+        inner = {**self.symbols, **self.bind}
+        for pname, default in block.params.items():
+            source = args[pname] if isinstance(args, dict) and pname in args else default
+            value = None if source is None else self._static(source, names)
+            if getattr(value, "is_number", False):
+                inner[pname] = value
+        memo = (bname, tuple(sorted((k, v) for k, v in inner.items() if k in block.params)))
+        if memo not in self._sizes:
             total = 0
-            for inner in self.spec.blocks[bname].layers:
-                total = min(total + self._entry_size(inner, stack | {bname}), MAX_NODES + 1)
-            self._sizes[bname] = max(total, 1)
-        return self._sizes[bname]
+            for entry in block.layers:
+                total = min(total + self._entry_size(entry, inner, stack | {bname}), 10**15)
+            self._sizes[memo] = max(total, 1)
+        return self._sizes[memo]
 
     def _resolved(self, d: dict[str, Any], scope: _Scope, names: dict[str, Any], key: tuple[Any, ...]) -> Any:
         """Everything the loop index can change in one instance: its attributes or arguments."""
