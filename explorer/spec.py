@@ -29,11 +29,8 @@ _COUNTED = yamlfile.Counted((("layers",), ("blocks", "*", "layers")), MAX_LAYER_
 
 
 MAX_NUMBER = 10**30  # largest |value| of a variable's default, bounds, step or choices (as expressions)
-# Expression functions and constants, and the names compiled (numpy) code calls: a variable of that
-# name would shadow the function there. ``dim`` stays usable: dim() is only ever a call.
-RESERVED = frozenset({"floor", "ceil", "min", "max", "abs", "round", "make_divisible", "select", "mod",
-                      "where", "amin", "amax", "minimum", "maximum", "numpy", "np", "builtins",
-                      "True", "False", "true", "false", "None"})
+# Constants of the expression language: a variable of that name would shadow them.
+RESERVED = frozenset({"True", "False", "true", "false", "None"})
 
 
 class _Strict(BaseModel):
@@ -49,7 +46,7 @@ def check_name(name: object, what: str) -> str:
         raise ValueError(f"{what} {name!r} is not a name (ASCII letters, digits and _, not starting "
                          "with a digit)")
     if keyword.iskeyword(name) or name in RESERVED:
-        raise ValueError(f"{what} {name!r} is reserved (a keyword, function or constant of expressions)")
+        raise ValueError(f"{what} {name!r} is reserved (a Python keyword or a constant of expressions)")
     return name
 
 

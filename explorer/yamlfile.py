@@ -183,27 +183,29 @@ def _prescan(text: str, counted: Counted | None) -> None:
     if len(text) > MAX_BYTES:
         raise _TooBig(f"text is {len(text):,} characters (limit {MAX_BYTES:,})", None)
     nodes = items = 0
-    stack: list[list[Any]] = []  # per open collection: [is_mapping, key path, pending key, counted?]
+    stack: list[list[Any]] = []  # per open collection: [is_mapping, key path, pending key, counted?, anchor]
     for event in yaml.parse(text, Loader=_Loader):
         if not isinstance(event, yaml.NodeEvent):
-            if isinstance(event, yaml.CollectionEndEvent) and counted is not None:
+            if isinstance(event, yaml.CollectionEndEvent):
                 stack.pop()
             continue
         nodes += 1
         if nodes > MAX_NODES:
             raise _TooBig(f"file has more than {MAX_NODES:,} YAML nodes (limit {MAX_NODES:,})",
                           event.start_mark.line + 1)
-        if counted is None:
-            continue
-        path = _event_key(stack, event)
-        if stack and stack[-1][3]:
+        if isinstance(event, yaml.AliasEvent) and any(e[4] == event.anchor for e in stack):
+            raise _TooBig(f"the alias *{event.anchor} refers to a node that contains it (recursive YAML)",
+                          event.start_mark.line + 1)
+        path = _event_key(stack, event) if counted is not None else ()
+        if counted is not None and stack and stack[-1][3]:
             items += 1
             if items > counted.limit:
                 raise _TooBig(f"too many layers: more than {counted.limit:,} {counted.what} "
                               f"(limit {counted.limit:,})", event.start_mark.line + 1)
         if isinstance(event, yaml.CollectionStartEvent):
-            watched = isinstance(event, yaml.SequenceStartEvent) and _matches(path, counted.paths)
-            stack.append([isinstance(event, yaml.MappingStartEvent), path, None, watched])
+            watched = (counted is not None and isinstance(event, yaml.SequenceStartEvent)
+                       and _matches(path, counted.paths))
+            stack.append([isinstance(event, yaml.MappingStartEvent), path, None, watched, event.anchor])
 
 
 def _event_key(stack: list[list[Any]], event: yaml.NodeEvent) -> tuple[str, ...]:
