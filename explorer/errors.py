@@ -66,10 +66,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 _BRIEF = reprlib.Repr()
-_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 3, 8, 8, 80, 80
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 2, 6, 6, 80, 80
 _BRIEF.maxlong = 60
+BRIEF_CHARS = 120
 
 
 def brief(value: object) -> str:
     """``repr(value)`` cut short, for error messages about values of any size (aliased YAML lists)."""
-    return _BRIEF.repr(value)
+    text = _BRIEF.repr(value)
+    return text if len(text) <= BRIEF_CHARS else text[:BRIEF_CHARS - 3] + "..."

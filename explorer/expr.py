@@ -18,7 +18,7 @@ from typing import Any
 
 import sympy
 
-from explorer.errors import ExpressionError, did_you_mean
+from explorer.errors import ExpressionError, brief, did_you_mean
 
 MAX_TEXT = 2000  # characters in one expression
 MAX_DEPTH = 60  # nesting of the expression tree
@@ -148,7 +148,7 @@ def parse(text: object, scope: Scope) -> Value:
     if isinstance(text, (bool, int, float)):
         return number(text)
     if not isinstance(text, str):
-        raise ExpressionError(f"expected a number or an expression, got {type(text).__name__} {text!r}")
+        raise ExpressionError(f"expected a number or an expression, got {type(text).__name__} {brief(text)}")
     if len(text) > MAX_TEXT:
         raise ExpressionError(f"expression is {len(text)} characters long (limit {MAX_TEXT})")
     if not text.isascii():  # Python folds identifiers to NFKC: 'ﬁ' would silently read as 'fi'

@@ -192,7 +192,7 @@ class _Builder:
             scope.later = _Later(positions, i)
             key = (*scope.key, i)
             if not isinstance(d, dict):
-                raise SpecError(f"a layer is a mapping with at least 'op' or 'block', got {d!r}",
+                raise SpecError(f"a layer is a mapping with at least 'op' or 'block', got {brief(d)}",
                                 path=self.spec.path, line=self.spec.line(*key))
             kind = d.get("op") or d.get("block")
             default = f"{kind if isinstance(kind, str) else 'layer'}{i}"
@@ -226,7 +226,7 @@ class _Builder:
         if "loop" in d and "repeat" not in d:
             raise SpecError("'loop' names the loop variable of 'repeat', which this layer does not have")
         if not isinstance(name, str) or not name or any(c in name for c in ":. "):
-            raise SpecError(f"layer names may not contain ':', '.' or spaces, got {name!r}")
+            raise SpecError(f"layer names may not contain ':', '.' or spaces, got {brief(name)}")
         sources = self._sources(d, scope, key)
         if "repeat" in d:
             outs = self._repeat(d, name, scope, key, sources)
@@ -392,7 +392,7 @@ class _Builder:
                             f"{did_you_mean(word, _LAYER_KEYS)}")
         args = d.get("args") or {}
         if not isinstance(args, dict):
-            raise SpecError(f"'args' must be a mapping of block parameters, got {args!r}")
+            raise SpecError(f"'args' must be a mapping of block parameters, got {brief(args)}")
         params = dict(self.symbols)
         params.update(self.bind)
         for pname in args:
@@ -500,13 +500,13 @@ class _Builder:
             try:
                 cond = _as_condition(self._expr(value, scope, key))
             except ExplorerError:
-                raise SpecError(f"must be true or false (or a condition), got {value!r}") from None
+                raise SpecError(f"must be true or false (or a condition), got {brief(value)}") from None
             if cond not in (sympy.true, sympy.false):
-                raise SpecError(f"must be true or false, got {value!r}")
+                raise SpecError(f"must be true or false, got {brief(value)}")
             return cond is sympy.true
         if a.kind == "str" or (a.choices and value in a.choices):
             if a.choices and value not in a.choices:
-                raise SpecError(f"must be one of {list(a.choices)}, got {value!r}{did_you_mean(str(value), a.choices)}")
+                raise SpecError(f"must be one of {list(a.choices)}, got {brief(value)}{did_you_mean(str(value), a.choices)}")
             return value
         if a.kind == "ref":
             node = self._ref(str(value), scope, key, None).node
@@ -519,7 +519,7 @@ class _Builder:
                     raise SpecError(f"at most 16 values, got {len(value)}")
                 return tuple(self._expr(v, scope, key) for v in value)
             if a.kind == "shape":
-                raise SpecError(f"expected a list, got {value!r}")
+                raise SpecError(f"expected a list, got {brief(value)}")
         return self._expr(value, scope, key)
 
     # -- expressions and shapes -------------------------------------------------------------------

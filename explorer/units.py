@@ -30,11 +30,11 @@ _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Z
 def parse_quantity(text: object, dimension: str) -> float:
     """``"3.35 TB/s"`` -> 3.35e12 (for dimension ``bandwidth``). Plain numbers are taken as base units."""
     if isinstance(text, bool):
-        raise ExplorerError(f"expected a {dimension} quantity, got {text!r}")
+        raise ExplorerError(f"expected a {dimension} quantity, got {brief(text)}")
     if isinstance(text, (int, float)):
         return _finite(Decimal(text), text)
     if not isinstance(text, str):
-        raise ExplorerError(f"expected a {dimension} quantity like {example(dimension)!r}, got {text!r}")
+        raise ExplorerError(f"expected a {dimension} quantity like {example(dimension)!r}, got {brief(text)}")
     m = _QUANTITY.match(text)
     if not m:
         raise ExplorerError(f"cannot read {text!r} as a {dimension} quantity (e.g. {example(dimension)!r})")

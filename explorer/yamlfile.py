@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from explorer.errors import ExplorerError, did_you_mean
+from explorer.errors import ExplorerError, brief, did_you_mean
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -226,19 +226,26 @@ def _matches(path: tuple[str, ...], patterns: tuple[tuple[str, ...], ...]) -> bo
     return any(len(p) == len(path) and all(a in ("*", b) for a, b in zip(p, path)) for p in patterns)
 
 
-def _index(node: yaml.Node, key: Key, lines: dict[Key, int]) -> None:
-    if len(lines) > MAX_ENTRIES:  # the pre-scan bounds the nodes written: these are aliases expanding
-        raise ExplorerError(f"file has more than {MAX_ENTRIES} entries (aliases expanding)")
+def _index(node: yaml.Node, key: Key, lines: dict[Key, int], seen: set[int] | None = None) -> None:
+    """Line of every key path. A node reached again through an alias is not walked again: its inner
+    entries take the line of the alias (:func:`line_of` falls back to the nearest enclosing key),
+    so aliases never expand here."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if len(lines) > MAX_ENTRIES:
+        raise ExplorerError(f"file has more than {MAX_ENTRIES} entries")
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             sub = key + (k.value,)
             lines[sub] = k.start_mark.line + 1
-            _index(v, sub, lines)
+            _index(v, sub, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             sub = key + (i,)
             lines[sub] = v.start_mark.line + 1
-            _index(v, sub, lines)
+            _index(v, sub, lines, seen)
 
 
 def pydantic_error(exc: ValidationError, doc: YamlDoc, kind: type[ExplorerError], root: Any) -> ExplorerError:
@@ -246,7 +253,7 @@ def pydantic_error(exc: ValidationError, doc: YamlDoc, kind: type[ExplorerError]
     errors = exc.errors()
     # A misspelled key also makes the right key "missing": report the misspelling, it is the cause.
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x in {"list", "dict"})))
+    loc = _data_loc(doc.data, err["loc"])
     where = ".".join(str(x) for x in loc) or "file"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -255,10 +262,26 @@ def pydantic_error(exc: ValidationError, doc: YamlDoc, kind: type[ExplorerError]
     elif err["type"] == "missing":
         msg = "is required but missing"
     elif "input" in err and not isinstance(err["input"], (dict, list)):
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{msg} (got {brief(err['input'])})"
     if err["type"] == "extra_forbidden":
         where = ".".join(str(x) for x in loc[:-1])
     return kind(f"{where}: {msg}" if where else msg, path=doc.path, line=doc.line(*loc))
+
+
+def _data_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The parts of a pydantic location that are keys of the data (not union tags like ``str``);
+    a last part missing from a mapping is kept (a required key)."""
+    out: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif not (isinstance(node, dict) and i == len(loc) - 1 and isinstance(part, str)):
+            continue
+        out.append(part)
+    return tuple(out)
 
 
 def _fields_at(root: Any, loc: tuple[Any, ...]) -> list[str]:
