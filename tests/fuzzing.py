@@ -58,6 +58,11 @@ REQUIRED = {"conv2d": ("out", "kernel"), "conv_transpose2d": ("out", "kernel"), 
             "crop": ("size",)}
 
 
+RANK = {"conv2d": 4, "conv_transpose2d": 4, "maxpool": 4, "avgpool": 4, "adaptive_avgpool": 4,
+        "upsample": 4, "crop": 4, "attention": 3}
+RANK_AFTER = {"flatten": 2, "embedding": None, "select": None, "mean": None}  # None: rank changes (unknown)
+
+
 def hostile_value(rng: random.Random) -> Any:
     return copy.deepcopy(rng.choice(HOSTILE))
 
@@ -68,16 +73,20 @@ def _value(rng: random.Random, good: list[Any], hostile: float) -> Any:
 
 def random_spec(rng: random.Random, hostile: float = 0.08) -> dict[str, Any]:
     """A chain of ops with random attributes (mostly plausible, sometimes hostile)."""
+    hostile = hostile if rng.random() < 0.5 else 0.0
     rank = rng.choice([1, 2, 3, 4, 4, 4])
     dims = [rng.choice([1, 2, 4, 8, 16]) for _ in range(rank)]
     variables: dict[str, Any] = {"n": {"default": 2, "min": 1, "max": 4}}
     if rng.random() < hostile * 3:
-        variables["v"] = {k: _value(rng, [1, 2, 4], 0.5) for k in rng.sample(["default", "min", "max", "step"], 2)}
+        variables["v"] = {k: _value(rng, [1, 2, 4], 0.5) for k in ["default", *rng.sample(["min", "max", "step"], 1)]}
     if rng.random() < 0.5:
         dims[0] = "n"
     layers = []
+    current: int | None = rank
     for i in range(rng.randint(1, 8)):
-        name = rng.choice(list(OPS))
+        fits = [op for op in OPS if RANK.get(op, current) == current or rng.random() < hostile]
+        name = rng.choice(fits or list(OPS))
+        current = RANK_AFTER.get(name, current) if name in RANK_AFTER else current
         attrs = OPS[name]
         layer: dict[str, Any] = {"name": f"l{i}", "op": name}
         for key in REQUIRED.get(name, ()):
