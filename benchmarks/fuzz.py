@@ -33,16 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fuzzing import dump, mutate_text, mutated_file, random_spec  # noqa: E402
+from fuzzing import dump, mutate_text, mutated_file, random_spec
 
-from explorer.analysis import analyze  # noqa: E402
-from explorer.cli import main  # noqa: E402
-from explorer.cost import METRICS, Costs  # noqa: E402
-from explorer.errors import ExplorerError  # noqa: E402
-from explorer.graph import build  # noqa: E402
-from explorer.hardware.profile import load_device  # noqa: E402
-from explorer.spec import loads_spec  # noqa: E402
-from explorer.study.config import load_study  # noqa: E402
+from explorer.analysis import analyze
+from explorer.cli import main
+from explorer.cost import METRICS, Costs
+from explorer.errors import ExplorerError
+from explorer.graph import build
+from explorer.hardware.profile import load_device
+from explorer.spec import loads_spec
+from explorer.study.config import load_study
 
 
 class Hang(BaseException):

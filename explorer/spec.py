@@ -6,12 +6,11 @@ mappings here and are checked against each op's attribute table when the graph i
 
 from __future__ import annotations
 
+import keyword
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Union
-
-import keyword
-import math
 
 import sympy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator

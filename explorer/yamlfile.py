@@ -154,7 +154,7 @@ def loads(text: str, path: str = "<string>", kind: type[ExplorerError] = Explore
           counted: Counted | None = None) -> YamlDoc:
     try:
         _prescan(text, counted)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -7,7 +7,7 @@ import math
 import random
 from pathlib import Path
 
-import pytest
+from fuzzing import dump, mutate_text, mutated_file, random_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +18,6 @@ from explorer.graph import build
 from explorer.hardware.profile import load_device
 from explorer.spec import loads_spec
 from explorer.study.config import load_study
-
-from fuzzing import dump, mutate_text, mutated_file, random_spec
 
 SETTINGS = settings(derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
