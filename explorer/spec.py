@@ -111,6 +111,10 @@ class Variable(_Strict):
 
     def check(self, value: Number) -> str | None:
         """Why ``value`` is outside the domain, or None."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not a finite number"
+        if abs(value) > MAX_NUMBER:
+            return f"{value:g} is too large (limit 1e30)"
         if self.choices is not None:
             return None if value in self.choices else f"{value} is not one of {self.choices}"
         if self.min is not None and value < self.min:
