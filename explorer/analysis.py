@@ -64,6 +64,7 @@ def analyze(spec: Spec, overrides: Mapping[str, Any] | None = None,
     for layer, metrics in costs.layers:
         try:
             numbers = {m: as_int(exact(metrics[m], subs), m) for m in METRICS}
+            _non_negative(numbers)
         except SpecError as exc:
             exc.layer = layer.path
             raise exc.located(spec.path, layer.line) from None
@@ -71,3 +72,10 @@ def analyze(spec: Spec, overrides: Mapping[str, Any] | None = None,
         rows.append(LayerRow(layer.path, layer.op, layer.category, shape, int(exact(layer.count, subs)), numbers))
     totals = {m: sum(r.metrics[m] for r in rows) for m in METRICS}
     return Analysis(spec, model, costs, values, totals, rows)
+
+
+def _non_negative(numbers: Mapping[str, int]) -> None:
+    """A safety net: no count is ever negative (an attribute outside its domain that slipped through)."""
+    for m, v in numbers.items():
+        if v < 0:
+            raise SpecError(f"{m} is {v:,}, a negative count: an attribute is outside its domain")

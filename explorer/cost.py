@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 METRICS = ("params", "macs", "flops", "bytes_read", "bytes_written", "kv_cache_bytes")
 ZERO = sympy.Integer(0)
+MAX_FORMULA_TERMS = 5_000  # terms of an expanded total (expanding takes ~0.3 ms per term)
 
 
 GROUP_SCALED = ("int4", "int8")  # integer weights carry one fp16 scale per group of weights
@@ -181,7 +182,15 @@ class Costs:
 
 
 def simplify_cost(e: Any) -> Any:
-    """Cheap, predictable simplification: expand the polynomial parts and gather like terms."""
+    """Cheap, predictable simplification: expand the polynomial parts and gather like terms.
+
+    Refused up front when the expansion would pass :data:`MAX_FORMULA_TERMS` terms.
+    """
+    try:
+        ex.check_terms(e, MAX_FORMULA_TERMS, "the closed form")
+    except SpecError as exc:
+        exc.message += "; fix some variables with --set"
+        raise
     return sympy.expand(e)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
 
 
@@ -62,3 +63,15 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'conv2d'?)`` when a close match exists, else ``""``."""
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 2, 6, 6, 80, 80
+_BRIEF.maxlong = 60
+BRIEF_CHARS = 120
+
+
+def brief(value: object) -> str:
+    """``repr(value)`` cut short, for error messages about values of any size (aliased YAML lists)."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= BRIEF_CHARS else text[:BRIEF_CHARS - 3] + "..."

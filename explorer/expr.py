@@ -10,6 +10,7 @@ integer literals and powers with numeric exponents.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -17,13 +18,14 @@ from typing import Any
 
 import sympy
 
-from explorer.errors import ExpressionError, did_you_mean
+from explorer.errors import ExpressionError, brief, did_you_mean
 
 MAX_TEXT = 2000  # characters in one expression
 MAX_DEPTH = 60  # nesting of the expression tree
 MAX_EXPONENT = 64  # |n| in x**n
 MAX_LITERAL = 10**30  # largest integer literal
 MAX_RESULT_DIGITS = 40  # largest number a constant power may produce
+MAX_TERMS = 2_000  # terms one expression may expand to (sympy.expand), counted before expanding
 
 Value = Any  # sympy.Expr or sympy boolean
 
@@ -146,9 +148,12 @@ def parse(text: object, scope: Scope) -> Value:
     if isinstance(text, (bool, int, float)):
         return number(text)
     if not isinstance(text, str):
-        raise ExpressionError(f"expected a number or an expression, got {type(text).__name__} {text!r}")
+        raise ExpressionError(f"expected a number or an expression, got {type(text).__name__} {brief(text)}")
     if len(text) > MAX_TEXT:
         raise ExpressionError(f"expression is {len(text)} characters long (limit {MAX_TEXT})")
+    if not text.isascii():  # Python folds identifiers to NFKC: 'ﬁ' would silently read as 'fi'
+        bad = next(c for c in text if not c.isascii())
+        raise ExpressionError(f"expression {text!r} has the non-ASCII character {bad!r}; names are ASCII")
     if _bracket_depth(text) > MAX_DEPTH:
         raise ExpressionError(f"expression nests deeper than {MAX_DEPTH} levels")
     try:
@@ -157,11 +162,53 @@ def parse(text: object, scope: Scope) -> Value:
         msg = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
         raise ExpressionError(f"cannot parse expression {text!r}: {msg}") from None
     try:
-        return _Walker(scope).visit(tree.body, 0)
+        value = _Walker(scope).visit(tree.body, 0)
     except RecursionError:
         raise ExpressionError(f"expression {text!r} nests too deeply") from None
     except (TypeError, ValueError, AttributeError) as exc:  # e.g. a comparison used as a number
         raise ExpressionError(f"cannot evaluate {text!r}: {exc}") from None
+    check_terms(value, MAX_TERMS, f"expression {text!r}")
+    return value
+
+
+def check_terms(value: Value, limit: int, what: str) -> None:
+    """Refuse ``value`` when expanding it would give more than ``limit`` terms."""
+    n = expanded_terms(value, limit)
+    if n > limit:
+        raise ExpressionError(f"{what} would expand to more than {limit:,} terms (limit {limit:,})")
+
+
+def expanded_terms(value: Value, limit: int) -> int:
+    """An upper estimate of the terms ``sympy.expand`` gives, without expanding; stops past ``limit``.
+
+    Sums add, products multiply, ``b**n`` (integer n) has the multinomial count C(t + |n| - 1, |n|)
+    for a base of t terms; other functions count 1 but their arguments are checked too.
+    """
+    memo: dict[Any, int] = {}
+
+    def terms(e: Any) -> int:
+        if e in memo:
+            return memo[e]
+        args = getattr(e, "args", ())
+        if not args:
+            n = 1
+        elif isinstance(e, sympy.Add):
+            n = min(sum(terms(a) for a in args), limit + 1)
+        elif isinstance(e, sympy.Mul):
+            n = 1
+            for a in args:
+                n = min(n * terms(a), limit + 1)
+        elif isinstance(e, sympy.Pow) and e.exp.is_Integer:
+            k = min(abs(int(e.exp)), MAX_EXPONENT * 64)
+            n = min(math.comb(terms(e.base) + k - 1, k), limit + 1)
+        else:
+            n = 1
+            if max((terms(a) for a in args), default=1) > limit:
+                n = limit + 1
+        memo[e] = n
+        return n
+
+    return terms(value)
 
 
 def _bracket_depth(text: str) -> int:

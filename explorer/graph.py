@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import sympy
 
 from explorer import expr as ex
-from explorer.errors import ExplorerError, SpecError, did_you_mean
+from explorer.errors import ExplorerError, SpecError, brief, did_you_mean
 from explorer.ops import ALIASES, REGISTRY, REQUIRED, Cost, OpCall, OpDef
-from explorer.ops.base import Shape, fmt_shape
+from explorer.ops.base import Shape, domain_problem, fmt_shape
 from explorer.spec import INTEGER_DTYPES, Spec
 
 if TYPE_CHECKING:
@@ -102,6 +102,17 @@ class Model:
         return self.node(ref.node).out_shapes[ref.index]
 
 
+@dataclass(frozen=True)
+class _Later:
+    """The names of a layer list at or after position ``i`` (a set without building one per layer)."""
+
+    positions: dict[str, int]
+    i: int
+
+    def __contains__(self, name: object) -> bool:
+        return self.positions.get(str(name), -1) >= self.i
+
+
 @dataclass
 class _Scope:
     prefix: str
@@ -110,7 +121,7 @@ class _Scope:
     key: tuple[Any, ...]  # YAML key of this layer list, for line numbers
     count: Any = ONE
     last: list[Ref] | None = None
-    later: set[str] = field(default_factory=set)  # names defined further down (cycle detection)
+    later: Any = field(default_factory=set)  # names defined further down (cycle detection): `in`
     depth: int = 0
 
 
@@ -129,6 +140,7 @@ class _Builder:
         self.nodes: dict[str, Layer] = {}
         self.layers: list[Layer] = []
         self.structural: set[str] = set()
+        self._sizes: dict[Any, int] = {}
 
     # -- driver ---------------------------------------------------------------------------------
     def run(self) -> Model:
@@ -143,6 +155,11 @@ class _Builder:
             inputs[name] = layer
             scope.tensors[name] = [Ref(name)]
         scope.last = [Ref(next(iter(self.spec.inputs)))]
+        try:
+            top = {**self.symbols, **self.bind}
+            self._reserve(sum(self._entry_size(d, top, frozenset()) for d in self.spec.layers))
+        except SpecError as exc:
+            raise exc.located(self.spec.path, self.spec.line("layers")) from None
         self._expand_list(self.spec.layers, scope)
         outputs = self._outputs(scope)
         # Acyclic by construction: a layer may only name layers defined before it.
@@ -161,7 +178,7 @@ class _Builder:
 
     # -- layer lists -----------------------------------------------------------------------------
     def _expand_list(self, defs: list[Any], scope: _Scope) -> None:
-        names = [d.get("name") if isinstance(d, dict) else None for d in defs]
+        names = [self._name_of(d, (*scope.key, i), scope) for i, d in enumerate(defs)]
         seen: dict[str, int] = {}
         for i, name in enumerate(names):
             if name is not None and name in seen:
@@ -170,13 +187,15 @@ class _Builder:
                                 layer=scope.prefix + str(name))
             if name is not None:
                 seen[str(name)] = i
+        positions = {name: i for i, name in enumerate(names) if name is not None}
         for i, d in enumerate(defs):
-            scope.later = {str(n) for n in names[i:] if n is not None}
+            scope.later = _Later(positions, i)
             key = (*scope.key, i)
             if not isinstance(d, dict):
-                raise SpecError(f"a layer is a mapping with at least 'op' or 'block', got {d!r}",
+                raise SpecError(f"a layer is a mapping with at least 'op' or 'block', got {brief(d)}",
                                 path=self.spec.path, line=self.spec.line(*key))
-            default = f"{d.get('op') or d.get('block') or 'layer'}{i}"
+            kind = d.get("op") or d.get("block")
+            default = f"{kind if isinstance(kind, str) else 'layer'}{i}"
             name = str(d.get("name", default))
             try:
                 self._expand_one(d, name, scope, key)
@@ -184,17 +203,30 @@ class _Builder:
                 raise self._fail(exc, key, scope.prefix + name) from None
         scope.later = set()
 
+    def _name_of(self, d: Any, key: tuple[Any, ...], scope: _Scope) -> str | None:
+        """The ``name:`` of a layer entry as text; names are strings or integers."""
+        if not isinstance(d, dict) or d.get("name") is None:
+            return None
+        name = d["name"]
+        if isinstance(name, bool) or not isinstance(name, (str, int)):
+            raise SpecError(f"a layer name is a string, got {brief(name)}", path=self.spec.path,
+                            line=self.spec.line(*key, "name"))
+        return str(name)
+
     def _expand_one(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...]) -> None:
         if len(self.nodes) > MAX_NODES:
             raise SpecError(f"the graph has more than {MAX_NODES} layers")
         if ("op" in d) == ("block" in d):
             raise SpecError("a layer needs exactly one of 'op' and 'block'")
+        for k in ("op", "block", "loop"):
+            if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (str, int))):
+                raise SpecError(f"'{k}' is a name, got {brief(d[k])}")
         if "args" in d and "op" in d:
             raise SpecError("'args' are for block layers; an op takes its attributes directly")
         if "loop" in d and "repeat" not in d:
             raise SpecError("'loop' names the loop variable of 'repeat', which this layer does not have")
         if not isinstance(name, str) or not name or any(c in name for c in ":. "):
-            raise SpecError(f"layer names may not contain ':', '.' or spaces, got {name!r}")
+            raise SpecError(f"layer names may not contain ':', '.' or spaces, got {brief(name)}")
         sources = self._sources(d, scope, key)
         if "repeat" in d:
             outs = self._repeat(d, name, scope, key, sources)
@@ -221,8 +253,9 @@ class _Builder:
                 msg = f"unknown input '{name}'{did_you_mean(name, scope.tensors)}"
             raise SpecError(msg, path=self.spec.path, line=self.spec.line(*key))
         outs = scope.tensors[name]
-        k = int(idx) if idx.isdigit() else 0
-        if idx and not idx.isdigit() or k >= len(outs):
+        number = idx.isascii() and idx.isdigit() and len(idx) < 6  # not '²', which isdigit() accepts
+        k = int(idx) if number else 0
+        if idx and not number or k >= len(outs):
             raise SpecError(f"'{text}': '{name}' has {len(outs)} output(s), numbered from 0",
                             path=self.spec.path, line=self.spec.line(*key))
         return outs[k]
@@ -231,10 +264,13 @@ class _Builder:
     def _repeat(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...],
                 sources: list[Ref]) -> list[Ref]:
         n = self._expr(d["repeat"], scope, (*key, "repeat"))
+        if ex.is_condition(n):
+            raise SpecError(f"repeat must be a count, got the condition {brief(d['repeat'])}")
         index = str(d.get("loop", "i"))
         if n.is_number:
             if not (n.is_Integer and 0 <= n <= MAX_REPEAT):
                 raise SpecError(f"repeat must be an integer from 0 to {MAX_REPEAT}, got {n}")
+            self._reserve(int(n) * self._size(d, scope.names, frozenset()))
             outs = sources
             for k in range(int(n)):
                 names = {**scope.names, index: sympy.Integer(k)}
@@ -257,6 +293,47 @@ class _Builder:
         self._require_same_shape(first, outs, f"repeated instances of {n} must keep their input shape")
         return outs
 
+    def _reserve(self, more: int) -> None:
+        """Refuse up front when ``more`` nodes would pass the graph-size limit (nested repeats)."""
+        if len(self.nodes) + more > MAX_NODES:
+            raise SpecError(f"the graph would have at least {len(self.nodes) + more:,} layers "
+                            f"(limit {MAX_NODES:,}): check the repeat counts")
+
+    def _entry_size(self, d: Any, names: dict[str, Any], stack: frozenset[str]) -> int:
+        """A lower bound of the nodes a layer entry adds: counts known up front, no ``when`` layers."""
+        if not isinstance(d, dict) or "when" in d:
+            return 0
+        count = self._static(d.get("repeat", 1), names)
+        count = int(count) if getattr(count, "is_Integer", False) and 0 <= count <= MAX_REPEAT else 1
+        return count * self._size(d, names, stack) if count else 0
+
+    def _static(self, value: Any, names: dict[str, Any]) -> Any:
+        """A value known before building (numbers, variables at their values), else None."""
+        try:
+            return ex.parse(value, ex.Scope(names)).xreplace(self.defaults)
+        except ExplorerError:
+            return None
+
+    def _size(self, d: dict[str, Any], names: dict[str, Any], stack: frozenset[str]) -> int:
+        """A lower bound of the nodes one instance of layer ``d`` adds (blocks memoized by arguments)."""
+        bname = d.get("block")
+        if not isinstance(bname, str) or bname not in self.spec.blocks or bname in stack or len(stack) > 32:
+            return 1
+        block, args = self.spec.blocks[bname], d.get("args")
+        inner = {**self.symbols, **self.bind}
+        for pname, default in block.params.items():
+            source = args[pname] if isinstance(args, dict) and pname in args else default
+            value = None if source is None else self._static(source, names)
+            if getattr(value, "is_number", False):
+                inner[pname] = value
+        memo = (bname, tuple(sorted((k, v) for k, v in inner.items() if k in block.params)))
+        if memo not in self._sizes:
+            total = 0
+            for entry in block.layers:
+                total = min(total + self._entry_size(entry, inner, stack | {bname}), 10**15)
+            self._sizes[memo] = max(total, 1)
+        return self._sizes[memo]
+
     def _resolved(self, d: dict[str, Any], scope: _Scope, names: dict[str, Any], key: tuple[Any, ...]) -> Any:
         """Everything the loop index can change in one instance: its attributes or arguments."""
         items = dict(d.get("args") or {}) if "block" in d else {k: v for k, v in d.items() if k not in _LAYER_KEYS}
@@ -264,13 +341,15 @@ class _Builder:
             items["when"] = d["when"]
         return {k: self._soft(v, names) for k, v in items.items()}
 
-    def _soft(self, value: Any, names: dict[str, Any]) -> Any:
+    def _soft(self, value: Any, names: dict[str, Any], depth: int = 0) -> Any:
         if isinstance(value, list):
-            return tuple(self._soft(v, names) for v in value)
+            if depth > 0 or len(value) > 16:  # not a valid attribute: the instance build will say why
+                return ("list", id(value))
+            return tuple(self._soft(v, names, depth + 1) for v in value)
         try:
             return ex.parse(value, ex.Scope(names))
         except ExplorerError:
-            return repr(value)
+            return ("raw", id(value))
 
     def _require_same_shape(self, a: list[Ref], b: list[Ref], what: str) -> None:
         sa, sb = self._shape(a[0]), self._shape(b[0])
@@ -313,7 +392,7 @@ class _Builder:
                             f"{did_you_mean(word, _LAYER_KEYS)}")
         args = d.get("args") or {}
         if not isinstance(args, dict):
-            raise SpecError(f"'args' must be a mapping of block parameters, got {args!r}")
+            raise SpecError(f"'args' must be a mapping of block parameters, got {brief(args)}")
         params = dict(self.symbols)
         params.update(self.bind)
         for pname in args:
@@ -397,10 +476,22 @@ class _Builder:
                 continue
             try:
                 out[k] = self._attr(a, d[k], scope, (*key, k))
+                self._domain(a, out[k])
             except ExplorerError as exc:
                 exc.message = f"attribute '{k}': {exc.message}"
                 raise exc.located(self.spec.path, self.spec.line(*key, k)) from None
         return out
+
+    def _domain(self, a: Any, value: Any) -> None:
+        """Numeric values in the attribute's domain (kernel >= 1, padding >= 0...), where decidable."""
+        if not a.check or isinstance(value, (str, bool)) or value is None:
+            return
+        for v in value if isinstance(value, tuple) else (value,):
+            known = v if getattr(v, "is_number", False) or ex.is_condition(v) else v.xreplace(self.defaults)
+            problem = domain_problem(a.check, known)
+            if problem:
+                at = "" if known is v else f" (at the defaults: {v} = {fmt_shape((known,))[1:-1]})"
+                raise SpecError(f"{problem.split(', got')[0]}, got {fmt_shape((v,))[1:-1]}{at}")
 
     def _attr(self, a: Any, value: Any, scope: _Scope, key: tuple[Any, ...]) -> Any:
         if value is None:
@@ -409,13 +500,13 @@ class _Builder:
             try:
                 cond = _as_condition(self._expr(value, scope, key))
             except ExplorerError:
-                raise SpecError(f"must be true or false (or a condition), got {value!r}") from None
+                raise SpecError(f"must be true or false (or a condition), got {brief(value)}") from None
             if cond not in (sympy.true, sympy.false):
-                raise SpecError(f"must be true or false, got {value!r}")
+                raise SpecError(f"must be true or false, got {brief(value)}")
             return cond is sympy.true
         if a.kind == "str" or (a.choices and value in a.choices):
             if a.choices and value not in a.choices:
-                raise SpecError(f"must be one of {list(a.choices)}, got {value!r}{did_you_mean(str(value), a.choices)}")
+                raise SpecError(f"must be one of {list(a.choices)}, got {brief(value)}{did_you_mean(str(value), a.choices)}")
             return value
         if a.kind == "ref":
             node = self._ref(str(value), scope, key, None).node
@@ -428,7 +519,7 @@ class _Builder:
                     raise SpecError(f"at most 16 values, got {len(value)}")
                 return tuple(self._expr(v, scope, key) for v in value)
             if a.kind == "shape":
-                raise SpecError(f"expected a list, got {value!r}")
+                raise SpecError(f"expected a list, got {brief(value)}")
         return self._expr(value, scope, key)
 
     # -- expressions and shapes -------------------------------------------------------------------

@@ -6,6 +6,8 @@ mappings here and are checked against each op's attribute table when the graph i
 
 from __future__ import annotations
 
+import keyword
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Union
@@ -23,10 +25,38 @@ DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, 
 DTYPE_BITS = {**{k: 8 * v for k, v in DTYPE_BYTES.items()}, "int4": 4}
 INTEGER_DTYPES = {"int64", "int32", "int16", "int8", "uint8", "bool"}
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+MAX_LAYER_ENTRIES = 20_000  # layer entries written in one file (top level and blocks), before repeats
+_COUNTED = yamlfile.Counted((("layers",), ("blocks", "*", "layers")), MAX_LAYER_ENTRIES, "layer entries")
+
+
+MAX_NUMBER = 10**30  # largest |value| of a variable's default, bounds, step or choices (as expressions)
+# Constants of the expression language: a variable of that name would shadow them.
+RESERVED = frozenset({"True", "False", "true", "false", "None"})
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_name(name: object, what: str) -> str:
+    """A name usable in expressions: an ASCII identifier, not a keyword or a function name.
+
+    ASCII only because Python folds identifiers to NFKC (``ﬁ`` reads as ``fi``).
+    """
+    if not isinstance(name, str) or not name.isascii() or not name.isidentifier():
+        raise ValueError(f"{what} {name!r} is not a name (ASCII letters, digits and _, not starting "
+                         "with a digit)")
+    if keyword.iskeyword(name) or name in RESERVED:
+        raise ValueError(f"{what} {name!r} is reserved (a Python keyword or a constant of expressions)")
+    return name
+
+
+def _finite(v: object) -> object:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > MAX_NUMBER:
+        raise ValueError("must be at most 1e30 in absolute value")
+    return v
 
 
 class Variable(_Strict):
@@ -39,6 +69,20 @@ class Variable(_Strict):
     choices: list[Number] | None = None
     log: bool = False
     description: str = ""
+
+    @field_validator("default", "min", "max", "step", "choices", mode="before")
+    @classmethod
+    def _not_bool(cls, v: object) -> object:
+        if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+            raise ValueError("must be a number, not true/false")
+        return v
+
+    @field_validator("default", "min", "max", "step", "choices")
+    @classmethod
+    def _finite(cls, v: object) -> object:
+        for x in v if isinstance(v, list) else [v]:
+            _finite(x)
+        return v
 
     @model_validator(mode="after")
     def _domain(self) -> Variable:
@@ -69,6 +113,10 @@ class Variable(_Strict):
 
     def check(self, value: Number) -> str | None:
         """Why ``value`` is outside the domain, or None."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not a finite number"
+        if abs(value) > MAX_NUMBER:
+            return f"{value:g} is too large (limit 1e30)"
         if self.choices is not None:
             return None if value in self.choices else f"{value} is not one of {self.choices}"
         if self.min is not None and value < self.min:
@@ -171,12 +219,12 @@ def resolve_path(name: str | Path) -> Path:
 def load_spec(path: str | Path) -> Spec:
     """Read a spec file; every problem is a :class:`SpecError` with path and line."""
     p = resolve_path(path)
-    doc = yamlfile.load(p, SpecError)
+    doc = yamlfile.load(p, SpecError, _COUNTED)
     return parse_spec(doc)
 
 
 def loads_spec(text: str, path: str = "<string>") -> Spec:
-    return parse_spec(yamlfile.loads(text, path, SpecError))
+    return parse_spec(yamlfile.loads(text, path, SpecError, _COUNTED))
 
 
 def parse_spec(doc: yamlfile.YamlDoc) -> Spec:
@@ -186,4 +234,16 @@ def parse_spec(doc: yamlfile.YamlDoc) -> Spec:
         spec = Spec.model_validate({**doc.data, "path": doc.path, "lines": doc.lines})
     except ValidationError as exc:
         raise yamlfile.pydantic_error(exc, doc, SpecError, Spec) from None
+    _check_names(spec)
     return spec
+
+
+def _check_names(spec: Spec) -> None:
+    """Variable and block-parameter names must be plain ASCII identifiers (see :func:`check_name`)."""
+    keys = [(("variables", n), n, "variable name") for n in spec.variables]
+    keys += [(("blocks", b, "params", n), n, "block parameter") for b, bd in spec.blocks.items() for n in bd.params]
+    for key, name, what in keys:
+        try:
+            check_name(name, what)
+        except ValueError as exc:
+            raise SpecError(str(exc), path=spec.path, line=spec.line(*key)) from None

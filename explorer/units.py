@@ -5,10 +5,11 @@ Decimal prefixes are powers of 1000 (datasheet convention), binary ones (KiB, Mi
 
 from __future__ import annotations
 
+import math
 import re
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, brief
 
 _DECIMAL = {"": 1.0, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 _BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
@@ -29,11 +30,11 @@ _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Z
 def parse_quantity(text: object, dimension: str) -> float:
     """``"3.35 TB/s"`` -> 3.35e12 (for dimension ``bandwidth``). Plain numbers are taken as base units."""
     if isinstance(text, bool):
-        raise ExplorerError(f"expected a {dimension} quantity, got {text!r}")
+        raise ExplorerError(f"expected a {dimension} quantity, got {brief(text)}")
     if isinstance(text, (int, float)):
-        return float(text)
+        return _finite(Decimal(text), text)
     if not isinstance(text, str):
-        raise ExplorerError(f"expected a {dimension} quantity like {example(dimension)!r}, got {text!r}")
+        raise ExplorerError(f"expected a {dimension} quantity like {example(dimension)!r}, got {brief(text)}")
     m = _QUANTITY.match(text)
     if not m:
         raise ExplorerError(f"cannot read {text!r} as a {dimension} quantity (e.g. {example(dimension)!r})")
@@ -41,7 +42,23 @@ def parse_quantity(text: object, dimension: str) -> float:
     scale = unit_scale(unit, dimension)
     if scale is None:
         raise ExplorerError(f"unknown {dimension} unit {unit!r} in {text!r}; use e.g. {example(dimension)!r}")
-    return float(number * Decimal(repr(scale)))
+    try:
+        return _finite(number * Decimal(repr(scale)), text)
+    except DecimalException:  # past the decimal context's exponent range (1e9999999 TFLOP/s)
+        raise ExplorerError(f"{brief(text)} is too large (not a finite number)") from None
+
+
+def _finite(value: Decimal, text: object) -> float:
+    """A quantity as a float, refusing NaN and values past the float range (1e400 -> inf)."""
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    if math.isnan(result):
+        raise ExplorerError(f"{brief(text)} is not a number")
+    if math.isinf(result):
+        raise ExplorerError(f"{brief(text)} is too large (not a finite number)")
+    return result
 
 
 def unit_scale(unit: str, dimension: str) -> float | None:

@@ -62,3 +62,13 @@ def test_set_off_grid(run) -> None:
 def test_missing_file(run) -> None:
     code, _, err = run("analyze", "nope.yaml")
     assert code == 2 and err.startswith("nope.yaml: cannot read file")
+
+
+@pytest.mark.parametrize(("value", "message"), [("nan", "variable 'width': nan is not a finite number"),
+                                                ("1e40", "variable 'width': 1e+40 is too large (limit 1e30)")])
+def test_set_not_finite_or_huge(run, tmp_path: Path, value: str, message: str) -> None:
+    spec = tmp_path / "free.yaml"
+    spec.write_text("name: t\nvariables:\n  width: {default: 1.0}\ninputs:\n  x: [1, 8]\n"
+                    "layers:\n  - {op: linear, out: 4 * width}\n")
+    code, _, err = run("analyze", spec, "--set", f"width={value}")
+    assert code == 2 and err.strip() == f"{spec}:3: {message}"

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from explorer import yamlfile
-from explorer.errors import ExplorerError, HardwareError, did_you_mean
+from explorer.errors import ExplorerError, HardwareError, brief, did_you_mean
 from explorer.units import parse_quantity
 
 HARDWARE_DIR = Path(__file__).resolve().parent.parent.parent / "hardware"
@@ -23,8 +23,15 @@ class _Strict(BaseModel):
 
 
 class Quantity(_Strict):
-    value: str | float
+    value: str | int | float
     source: str = Field(min_length=1)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _not_bool(cls, v: object) -> object:
+        if isinstance(v, bool):  # pydantic would read true as 1.0
+            raise ValueError("must be a number with a unit, not true/false")
+        return v
 
 
 class Memory(_Strict):
@@ -161,10 +168,10 @@ def _to_device(f: ProfileFile, doc: yamlfile.YamlDoc, path: Path) -> Device:
         except ExplorerError as exc:
             raise HardwareError(f"{'.'.join(key)}: {exc.message}", path=doc.path, line=doc.line(*key)) from None
         if not (v > 0 or (zero_ok and v == 0)):
-            raise HardwareError(f"{'.'.join(key)}: must be {'>= 0' if zero_ok else 'positive'}, got {q.value!r}",
+            raise HardwareError(f"{'.'.join(key)}: must be {'>= 0' if zero_ok else 'positive'}, got {brief(q.value)}",
                                 path=doc.path, line=doc.line(*key))
         if dimension == "count" and v > 1:
-            raise HardwareError(f"{'.'.join(key)}: an efficiency is a fraction in (0, 1], got {q.value!r}",
+            raise HardwareError(f"{'.'.join(key)}: an efficiency is a fraction in (0, 1], got {brief(q.value)}",
                                 path=doc.path, line=doc.line(*key))
         sources[".".join(key)] = q.source
         return v

@@ -39,7 +39,7 @@ def gelu(call: OpCall) -> OpResult:
     return OpResult([call.x], Cost(flops=per * numel(call.x)))
 
 
-@op("softmax", "activation", {"axis": Attr(-1)})
+@op("softmax", "activation", {"axis": Attr(-1, check="int")})
 def softmax(call: OpCall) -> OpResult:
     """Softmax over one axis: per row of n, max n-1, sub n, exp n, sum n-1, div n = 5n - 2."""
     axis = int(call["axis"])

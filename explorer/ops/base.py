@@ -30,12 +30,35 @@ CATEGORIES = ("conv", "linear", "matmul", "attention", "norm", "activation", "po
 
 @dataclass(frozen=True)
 class Attr:
-    """One op attribute. ``kind``: expr, exprs (one or several), shape, bool, str."""
+    """One op attribute. ``kind``: expr, exprs (one or several), shape, bool, str.
+
+    ``check`` names the domain of each numeric value (a key of :data:`CHECKS`), tested where the
+    value is a number (or becomes one at the variables' defaults).
+    """
 
     default: Any = REQUIRED
     kind: str = "expr"
     choices: tuple[str, ...] = ()
     doc: str = ""
+    check: str = ""
+
+
+CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "int": ("an integer", lambda v: v.is_Integer),
+    "pos_int": ("a positive integer", lambda v: v.is_Integer and v > 0),
+    "nonneg_int": ("a non-negative integer", lambda v: v.is_Integer and v >= 0),
+    "dim": ("a positive integer or -1", lambda v: v.is_Integer and (v > 0 or v == -1)),
+    "positive": ("a positive number", lambda v: v.is_Rational and v > 0),
+    "fraction": ("a number from 0 to 1", lambda v: v.is_Rational and 0 <= v <= 1),
+}
+
+
+def domain_problem(check: str, value: Any) -> str | None:
+    """Why a numeric attribute value is outside its domain, or None (also for non-numbers)."""
+    if not check or not getattr(value, "is_number", value in (sympy.true, sympy.false)):
+        return None
+    what, ok = CHECKS[check]
+    return None if ok(value) else f"must be {what}, got {fmt_shape((value,))[1:-1]}"
 
 
 @dataclass(frozen=True)

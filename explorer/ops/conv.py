@@ -8,13 +8,14 @@ from explorer.errors import SpecError
 from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, fmt_shape, op, pair
 
 _CONV_ATTRS = {
-    "out": Attr(REQUIRED, doc="output channels"),
-    "in": Attr(None, doc="input channels, checked against the input (optional)"),
-    "kernel": Attr(REQUIRED, "exprs", doc="kernel size, k or [kh, kw]"),
-    "stride": Attr(1, "exprs"),
-    "padding": Attr(0, "exprs", choices=("same", "valid"), doc="int, [ph, pw], 'same' or 'valid'"),
-    "dilation": Attr(1, "exprs"),
-    "groups": Attr(1),
+    "out": Attr(REQUIRED, doc="output channels", check="pos_int"),
+    "in": Attr(None, doc="input channels, checked against the input (optional)", check="pos_int"),
+    "kernel": Attr(REQUIRED, "exprs", doc="kernel size, k or [kh, kw]", check="pos_int"),
+    "stride": Attr(1, "exprs", check="pos_int"),
+    "padding": Attr(0, "exprs", choices=("same", "valid"), doc="int, [ph, pw], 'same' or 'valid'",
+                    check="nonneg_int"),
+    "dilation": Attr(1, "exprs", check="pos_int"),
+    "groups": Attr(1, check="pos_int"),
     "bias": Attr(True, "bool"),
 }
 
@@ -60,8 +61,8 @@ def conv2d(call: OpCall) -> OpResult:
     return OpResult([(n, cout, ho, wo)], Cost(params=params, macs=macs, flops=dense_flops(macs, outputs, bias)))
 
 
-@op("conv_transpose2d", "conv", {**_CONV_ATTRS, "output_padding": Attr(0, "exprs"),
-                                 "padding": Attr(0, "exprs")})
+@op("conv_transpose2d", "conv", {**_CONV_ATTRS, "output_padding": Attr(0, "exprs", check="nonneg_int"),
+                                 "padding": Attr(0, "exprs", check="nonneg_int")})
 def conv_transpose2d(call: OpCall) -> OpResult:
     """Transposed 2-D convolution: each input element scatters into Co/g x kh x kw outputs."""
     call.require_rank(4)

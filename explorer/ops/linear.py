@@ -12,8 +12,8 @@ from explorer.ops.conv import dense_flops
 
 
 @op("linear", "linear", {
-    "out": Attr(REQUIRED, doc="output features"),
-    "in": Attr(None, doc="input features, checked against the input (optional)"),
+    "out": Attr(REQUIRED, doc="output features", check="pos_int"),
+    "in": Attr(None, doc="input features, checked against the input (optional)", check="pos_int"),
     "bias": Attr(True, "bool"),
     "tied": Attr(None, "ref", doc="layer whose weight this one shares (e.g. an embedding): no new params"),
 })
@@ -69,17 +69,19 @@ def matmul(call: OpCall) -> OpResult:
 
 
 @op("attention", "attention", {
-    "heads": Attr(REQUIRED),
-    "kv_heads": Attr(None, doc="key/value heads (GQA; 1 = MQA); default: heads (MHA); must divide heads"),
-    "head_dim": Attr(None, doc="default: dim / heads"),
-    "out": Attr(None, doc="output features, default: the input's"),
+    "heads": Attr(REQUIRED, check="pos_int"),
+    "kv_heads": Attr(None, doc="key/value heads (GQA; 1 = MQA); default: heads (MHA); must divide heads",
+                     check="pos_int"),
+    "head_dim": Attr(None, doc="default: dim / heads", check="pos_int"),
+    "out": Attr(None, doc="output features, default: the input's", check="pos_int"),
     "causal": Attr(False, "bool", doc="causal mask (counted dense, as executed by standard kernels)"),
     "bias": Attr(True, "bool"),
     "rope": Attr(False, "bool", doc="rotary position embeddings on q and k (3 FLOPs per element)"),
-    "window": Attr(None, doc="sliding window: each query attends to min(window, keys) keys"),
+    "window": Attr(None, doc="sliding window: each query attends to min(window, keys) keys", check="pos_int"),
     "fused": Attr(True, "bool", doc="FlashAttention-style; false: the score matrix is written and read"),
     "kv_cache": Attr(False, "bool", doc="keys and values live in a KV cache (decoder inference)"),
-    "cached": Attr(0, doc="tokens already in the KV cache before this step (needs kv_cache: true)"),
+    "cached": Attr(0, doc="tokens already in the KV cache before this step (needs kv_cache: true)",
+                   check="nonneg_int"),
 }, inputs=(1, 2))
 def attention(call: OpCall) -> OpResult:
     """Multi-head attention on [B, S, D] (second input: keys/values source [B, T, Dk])."""

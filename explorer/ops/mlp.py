@@ -35,9 +35,9 @@ def gated_cost(rows: Any, d: Any, hidden: Any, out: Any, act: str, bias: bool) -
 
 
 @op("gated_mlp", "linear", {
-    "hidden": Attr(REQUIRED, doc="hidden features (intermediate size)"),
+    "hidden": Attr(REQUIRED, doc="hidden features (intermediate size)", check="pos_int"),
     "act": _ACT,
-    "out": Attr(None, doc="output features, default: the input's"),
+    "out": Attr(None, doc="output features, default: the input's", check="pos_int"),
     "bias": Attr(False, "bool"),
 }, aliases=("swiglu",))
 def gated_mlp(call: OpCall) -> OpResult:
@@ -48,11 +48,11 @@ def gated_mlp(call: OpCall) -> OpResult:
 
 
 @op("moe", "linear", {
-    "experts": Attr(REQUIRED, doc="number of experts E"),
-    "top_k": Attr(2, doc="experts per token k"),
-    "hidden": Attr(REQUIRED, doc="hidden features of each expert (a gated MLP)"),
+    "experts": Attr(REQUIRED, doc="number of experts E", check="pos_int"),
+    "top_k": Attr(2, doc="experts per token k", check="pos_int"),
+    "hidden": Attr(REQUIRED, doc="hidden features of each expert (a gated MLP)", check="pos_int"),
     "act": _ACT,
-    "out": Attr(None, doc="output features, default: the input's"),
+    "out": Attr(None, doc="output features, default: the input's", check="pos_int"),
     "bias": Attr(False, "bool", doc="biases in the experts (the router has none)"),
 }, aliases=("mixture_of_experts",))
 def moe(call: OpCall) -> OpResult:

@@ -23,7 +23,7 @@ def batchnorm(call: OpCall) -> OpResult:
     return OpResult([call.x], Cost(params=params, buffers=2 * c, flops=2 * numel(call.x)))
 
 
-@op("layernorm", "norm", {"dims": Attr(1, doc="how many trailing dims are normalized"),
+@op("layernorm", "norm", {"dims": Attr(1, doc="how many trailing dims are normalized", check="pos_int"),
                           "affine": Attr(True, "bool")})
 def layernorm(call: OpCall) -> OpResult:
     """LayerNorm over the last ``dims`` dims: 5n + 2 per group, plus 2 per element when affine."""
@@ -36,7 +36,7 @@ def layernorm(call: OpCall) -> OpResult:
     return OpResult([call.x], Cost(params=2 * n if call["affine"] else sympy.Integer(0), flops=flops))
 
 
-@op("groupnorm", "norm", {"groups": Attr(32), "affine": Attr(True, "bool")})
+@op("groupnorm", "norm", {"groups": Attr(32, check="pos_int"), "affine": Attr(True, "bool")})
 def groupnorm(call: OpCall) -> OpResult:
     """GroupNorm on [N, C, ...]: statistics per (sample, group), affine per channel."""
     if len(call.x) < 2:

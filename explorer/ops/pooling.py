@@ -9,9 +9,9 @@ from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, numel, op,
 from explorer.ops.conv import conv_out
 
 _POOL_ATTRS = {
-    "kernel": Attr(REQUIRED, "exprs"),
-    "stride": Attr(None, "exprs", doc="default: the kernel"),
-    "padding": Attr(0, "exprs"),
+    "kernel": Attr(REQUIRED, "exprs", check="pos_int"),
+    "stride": Attr(None, "exprs", doc="default: the kernel", check="pos_int"),
+    "padding": Attr(0, "exprs", check="nonneg_int"),
     "ceil_mode": Attr(False, "bool"),
 }
 
@@ -37,7 +37,7 @@ def _pool_out(call: OpCall) -> tuple[tuple, sympy.Expr]:
     return (n, c, ho, wo), kh * kw
 
 
-@op("maxpool", "pooling", {**_POOL_ATTRS, "dilation": Attr(1, "exprs")}, aliases=("maxpool2d",))
+@op("maxpool", "pooling", {**_POOL_ATTRS, "dilation": Attr(1, "exprs", check="pos_int")}, aliases=("maxpool2d",))
 def maxpool(call: OpCall) -> OpResult:
     """Max pooling: k*k - 1 comparisons per output."""
     out, window = _pool_out(call)
@@ -68,21 +68,21 @@ def _adaptive(call: OpCall) -> tuple[tuple, sympy.Expr]:
     return (n, c, oh, ow), n * c * window_sum
 
 
-@op("adaptive_avgpool", "pooling", {"size": Attr(1, "exprs")}, aliases=("adaptive_avgpool2d",))
+@op("adaptive_avgpool", "pooling", {"size": Attr(1, "exprs", check="pos_int")}, aliases=("adaptive_avgpool2d",))
 def adaptive_avgpool(call: OpCall) -> OpResult:
     """Adaptive average pooling: each output sums its window and divides once."""
     out, summed = _adaptive(call)
     return OpResult([out], Cost(flops=summed))
 
 
-@op("adaptive_maxpool", "pooling", {"size": Attr(1, "exprs")}, aliases=("adaptive_maxpool2d",))
+@op("adaptive_maxpool", "pooling", {"size": Attr(1, "exprs", check="pos_int")}, aliases=("adaptive_maxpool2d",))
 def adaptive_maxpool(call: OpCall) -> OpResult:
     """Adaptive max pooling: window - 1 comparisons per output."""
     out, summed = _adaptive(call)
     return OpResult([out], Cost(flops=summed - numel(out)))
 
 
-@op("mean", "pooling", {"axes": Attr(REQUIRED, "exprs"), "keepdim": Attr(False, "bool")})
+@op("mean", "pooling", {"axes": Attr(REQUIRED, "exprs", check="int"), "keepdim": Attr(False, "bool")})
 def mean(call: OpCall) -> OpResult:
     """Mean over axes: n - 1 adds and 1 divide per output, i.e. one FLOP per input element."""
     axes = call["axes"] if isinstance(call["axes"], tuple) else (call["axes"],)
@@ -96,7 +96,7 @@ def mean(call: OpCall) -> OpResult:
     return OpResult([out], Cost(flops=numel(call.x)))
 
 
-@op("upsample", "pooling", {"scale": Attr(None), "size": Attr(None, "exprs"),
+@op("upsample", "pooling", {"scale": Attr(None, check="positive"), "size": Attr(None, "exprs", check="pos_int"),
                             "mode": Attr("nearest", "str", choices=("nearest", "bilinear"))})
 def upsample(call: OpCall) -> OpResult:
     """Upsampling of [N, C, H, W]: nearest copies (0 FLOPs); bilinear 7 FLOPs per output."""

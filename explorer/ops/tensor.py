@@ -32,11 +32,11 @@ def _in_range(call: OpCall, value: object, high: object, what: str) -> None:
 
 
 for _name in ("identity", "dropout"):
-    op(_name, "shape", {"p": Attr(0)} if _name == "dropout" else {},
+    op(_name, "shape", {"p": Attr(0, check="fraction")} if _name == "dropout" else {},
        doc=f"{_name}: passes its input through (inference)")(lambda call: OpResult([call.x], VIEW))
 
 
-@op("flatten", "shape", {"start": Attr(1), "end": Attr(-1)})
+@op("flatten", "shape", {"start": Attr(1, check="int"), "end": Attr(-1, check="int")})
 def flatten(call: OpCall) -> OpResult:
     """Merge dims start..end (torch.flatten)."""
     s, e = _axis(call, call["start"]), _axis(call, call["end"])
@@ -46,7 +46,7 @@ def flatten(call: OpCall) -> OpResult:
     return OpResult([(*x[:s], numel(x[s:e + 1]), *x[e + 1:])], VIEW)
 
 
-@op("reshape", "shape", {"shape": Attr(REQUIRED, "shape")}, aliases=("view",))
+@op("reshape", "shape", {"shape": Attr(REQUIRED, "shape", check="dim")}, aliases=("view",))
 def reshape(call: OpCall) -> OpResult:
     """Reshape; one dim may be -1 (inferred)."""
     target = list(call["shape"])
@@ -61,7 +61,7 @@ def reshape(call: OpCall) -> OpResult:
     return OpResult([tuple(target)], VIEW)
 
 
-@op("permute", "shape", {"dims": Attr(REQUIRED, "shape")})
+@op("permute", "shape", {"dims": Attr(REQUIRED, "shape", check="int")})
 def permute(call: OpCall) -> OpResult:
     dims = [_axis(call, d) for d in call["dims"]]
     if sorted(dims) != list(range(len(call.x))):
@@ -69,7 +69,7 @@ def permute(call: OpCall) -> OpResult:
     return OpResult([tuple(call.x[d] for d in dims)], VIEW)
 
 
-@op("transpose", "shape", {"dim0": Attr(-2), "dim1": Attr(-1)})
+@op("transpose", "shape", {"dim0": Attr(-2, check="int"), "dim1": Attr(-1, check="int")})
 def transpose(call: OpCall) -> OpResult:
     a, b = _axis(call, call["dim0"]), _axis(call, call["dim1"])
     x = list(call.x)
@@ -77,7 +77,7 @@ def transpose(call: OpCall) -> OpResult:
     return OpResult([tuple(x)], VIEW)
 
 
-@op("expand", "shape", {"shape": Attr(REQUIRED, "shape")})
+@op("expand", "shape", {"shape": Attr(REQUIRED, "shape", check="pos_int")})
 def expand(call: OpCall) -> OpResult:
     """Broadcast size-1 dims to a larger shape (a view)."""
     target = tuple(call["shape"])
@@ -86,7 +86,7 @@ def expand(call: OpCall) -> OpResult:
     return OpResult([target], VIEW)
 
 
-@op("select", "shape", {"axis": Attr(REQUIRED), "index": Attr(0)})
+@op("select", "shape", {"axis": Attr(REQUIRED, check="int"), "index": Attr(0, check="nonneg_int")})
 def select(call: OpCall) -> OpResult:
     """Take one index along an axis, dropping it (e.g. a class token)."""
     a = _axis(call, call["axis"])
@@ -94,7 +94,8 @@ def select(call: OpCall) -> OpResult:
     return OpResult([call.x[:a] + call.x[a + 1:]], VIEW)
 
 
-@op("slice", "shape", {"axis": Attr(REQUIRED), "start": Attr(0), "end": Attr(REQUIRED)})
+@op("slice", "shape", {"axis": Attr(REQUIRED, check="int"), "start": Attr(0, check="nonneg_int"),
+                           "end": Attr(REQUIRED, check="nonneg_int")})
 def slice_(call: OpCall) -> OpResult:
     a = _axis(call, call["axis"])
     start, end = call["start"], call["end"]
@@ -105,7 +106,7 @@ def slice_(call: OpCall) -> OpResult:
     return OpResult([(*call.x[:a], end - start, *call.x[a + 1:])], VIEW)
 
 
-@op("split", "shape", {"axis": Attr(REQUIRED), "sizes": Attr(REQUIRED, "shape")})
+@op("split", "shape", {"axis": Attr(REQUIRED, check="int"), "sizes": Attr(REQUIRED, "shape", check="pos_int")})
 def split(call: OpCall) -> OpResult:
     """Split into pieces of the given sizes (outputs name:0, name:1, ...)."""
     a = _axis(call, call["axis"])
@@ -114,7 +115,7 @@ def split(call: OpCall) -> OpResult:
     return OpResult([(*call.x[:a], s, *call.x[a + 1:]) for s in sizes], VIEW)
 
 
-@op("chunk", "shape", {"axis": Attr(REQUIRED), "chunks": Attr(REQUIRED)})
+@op("chunk", "shape", {"axis": Attr(REQUIRED, check="int"), "chunks": Attr(REQUIRED, check="pos_int")})
 def chunk(call: OpCall) -> OpResult:
     """Split into ``chunks`` equal pieces (the axis must divide evenly)."""
     a, k = _axis(call, call["axis"]), call["chunks"]
@@ -126,7 +127,7 @@ def chunk(call: OpCall) -> OpResult:
     return OpResult([piece] * int(k), VIEW)
 
 
-@op("concat", "data", {"axis": Attr(1)}, inputs=(2, 64), aliases=("cat",))
+@op("concat", "data", {"axis": Attr(1, check="int")}, inputs=(2, 64), aliases=("cat",))
 def concat(call: OpCall) -> OpResult:
     """Concatenate along an axis; all other dims must match. Copies its inputs."""
     a = _axis(call, call["axis"])
@@ -140,29 +141,32 @@ def concat(call: OpCall) -> OpResult:
     return OpResult([(*first[:a], total, *first[a + 1:])], COPY)
 
 
-@op("channel_shuffle", "data", {"groups": Attr(REQUIRED)})
+@op("channel_shuffle", "data", {"groups": Attr(REQUIRED, check="pos_int")})
 def channel_shuffle(call: OpCall) -> OpResult:
     """ShuffleNet channel shuffle: a permuting copy, no arithmetic."""
+    if len(call.x) < 2:
+        raise SpecError(f"channel_shuffle needs an input [N, C, ...], got shape {fmt_shape(call.x)}")
     if call.check(sympy.Mod(call.x[1], call["groups"]), sympy.Integer(0)) is False:
         raise SpecError(f"groups={call['groups']} does not divide the channels {call.x[1]}")
     return OpResult([call.x], COPY)
 
 
-@op("parameter", "data", {"shape": Attr(REQUIRED, "shape")}, inputs=(0, 0))
+@op("parameter", "data", {"shape": Attr(REQUIRED, "shape", check="pos_int")}, inputs=(0, 0))
 def parameter(call: OpCall) -> OpResult:
     """A learned tensor (class token, positional embedding): params, no arithmetic."""
     shape = tuple(call["shape"])
     return OpResult([shape], Cost(params=numel(shape), moves_data=False))
 
 
-@op("embedding", "embedding", {"num": Attr(REQUIRED, doc="vocabulary size"), "dim": Attr(REQUIRED)})
+@op("embedding", "embedding", {"num": Attr(REQUIRED, doc="vocabulary size", check="pos_int"),
+                                     "dim": Attr(REQUIRED, check="pos_int")})
 def embedding(call: OpCall) -> OpResult:
     """Table lookup: reads one row of ``dim`` per index; no arithmetic."""
     return OpResult([(*call.x, call["dim"])],
                     Cost(params=call["num"] * call["dim"], weight_read=numel(call.x) * call["dim"]))
 
 
-@op("crop", "shape", {"size": Attr(REQUIRED, "exprs", doc="[h, w] of the centre crop")})
+@op("crop", "shape", {"size": Attr(REQUIRED, "exprs", doc="[h, w] of the centre crop", check="pos_int")})
 def crop(call: OpCall) -> OpResult:
     """Centre crop of [N, C, H, W] to [h, w] (U-Net skip connections): a view."""
     call.require_rank(4)
