@@ -143,7 +143,7 @@ def test_cli_precision_errors(run) -> None:
     code, _, err = run("analyze", "llama2_7b", "--quant", "w4a16", "--dtype", "fp16")
     assert code == 2 and "--quant" in err
     code, _, err = run("analyze", "llama2_7b", "--set", "seq=8", "--set", "context=4")
-    assert code == 2 and "cached is -4, negative" in err
+    assert code == 2 and "attribute 'cached': must be a non-negative integer, got -4" in err
 
 
 def test_cached_needs_kv_cache() -> None:
