@@ -1,6 +1,7 @@
 """Prediction accuracy on this CPU (issue 8): calibrate, then predict vs measure the acceptance grid.
 
 Run: python benchmarks/bench_accuracy.py [--profile P.yaml] [--execution eager|fused] [--repeat N]
+(fused: calibrated on and measured in ONNX Runtime with every graph optimization)
 (not part of the test run; about 6-10 minutes on 2 cores: ~4 min calibrating, the rest measuring).
 
 1. ``explorer calibrate`` (microbenchmarks only) writes a profile for 1 thread, fp32, unless
@@ -79,21 +80,25 @@ def main() -> int:
         from explorer.measure.calibrate import calibrate
 
         t0 = time.perf_counter()
-        cal = calibrate(threads=1, dtype="fp32")
+        runtime = "torch" if args.execution == "eager" else "onnxruntime"
+        cal = calibrate(threads=1, dtype="fp32", runtime=runtime)
         took = time.perf_counter() - t0
         profile = args.save or str(Path(tempfile.mkdtemp()) / "cpu.yaml")
         Path(profile).write_text(yaml.safe_dump(cal.profile(), sort_keys=False, width=120))
         print(f"calibrate: {len(cal.measured)} microbenchmarks in {took:.0f} s; fit per class:")
         for k, f in cal.fits.items():
             print(f"  {k:24s} n={f.samples:3d} outliers={f.dropped:2d} MAPE {f.mape:5.1f} %  worst {f.max_error:5.1f} %")
-    print(f"profile: {profile}; execution: {args.execution}; torch {torch.__version__}, 1 thread, fp32\n")
+    print(f"profile: {profile}; execution: {args.execution} "
+          f"({'PyTorch eager' if args.execution == 'eager' else 'ONNX Runtime, ORT_ENABLE_ALL'}); "
+          f"torch {torch.__version__}, 1 thread, fp32\n")
 
     rows = []
     residual: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0])
     for name, values in GRID:
         spec = explorer.load_spec(name)
         p = predict(spec, values, hardware=profile, execution=args.execution)
-        runs = [measure(spec, values, rounds=5).total for _ in range(args.repeat)]
+        runtime = "torch" if args.execution == "eager" else "onnxruntime"
+        runs = [measure(spec, values, rounds=5, runtime=runtime).total for _ in range(args.repeat)]
         best = min(r.best_s for r in runs)
         across = (max(r.best_s for r in runs) - best) / best
         rows.append((name, values, best, across, max(r.spread for r in runs), p.totals.latency_s,

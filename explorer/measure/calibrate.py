@@ -32,6 +32,7 @@ COMPUTE_KNOTS = {"conv_depthwise": 2.0, "conv_depthwise_strided": 1.0, "conv_den
 BYTES_PER_OCTAVE = 0.5
 ROTATE_BYTES = 64e6  # copies of a kernel's data cycled per timing: past a CPU's last-level cache
 NETWORKS = 36  # random networks timed layer by layer (eager calibration)
+FUSED_NETWORKS = 30  # random networks timed whole in ONNX Runtime (fused calibration)
 MIN_IN_CONTEXT = 12  # a class with fewer samples from the networks is also measured alone
 
 
@@ -110,7 +111,7 @@ def _class_doc(f: Fit) -> dict[str, Any]:
         doc["bandwidth"] = {"unit": "GB/s", "at": [round(a, 1) for a in t.per_byte.at],
                             "rate": [None if s == 0 else float(f"{1 / s / 1e9:.5g}") for s in t.per_byte.seconds]}
     doc["fit"] = (f"{f.samples} microbenchmarks ({f.dropped} rejected as outliers): MAPE {f.mape:.1f} %, "
-                  f"max {f.max_error:.1f} %")
+                  f"max {f.max_error:.1f} %{f.note}")
     return doc
 
 
@@ -294,6 +295,9 @@ def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", cla
     if not fits:
         raise ExplorerError("calibration measured nothing: every microbenchmark failed "
                             f"(first: {failed[0][1] if failed else 'none ran'})")
+    if runtime != "torch" and not classes:
+        nets = networks(max(4, round(FUSED_NETWORKS * scale)), seed + 1)
+        fits = in_context_scales(fits, nets, dtype=dtype, threads=threads, rounds=rounds, progress=progress)
     clock = "thread CPU time" if device == "cpu" and threads == 1 else ("CUDA events" if device == "cuda" else
                                                                         "wall time")
     cal = Calibration(name, kind, torch.__version__, dtype, threads, clock,
@@ -304,6 +308,71 @@ def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", cla
     cal.bandwidth = max((s.bytes / s.seconds for s in large), default=0.0)
     cal.capacity = _capacity(device)
     return cal
+
+
+def in_context_scales(fits: dict[str, Fit], nets: list[dict[str, Any]], *, dtype: str, threads: int, rounds: int,
+                      progress: Callable[[int, int, str], None] | None = None) -> dict[str, Fit]:
+    """Scale each class's fitted law by the factor that best explains whole random networks run in
+    ONNX Runtime, where a single-kernel benchmark cannot see the fused kernel's context.
+
+    Each network gives one equation: measured = sum over classes of s_c x (the class's predicted
+    time in that network); the s_c are fitted by non-negative least squares on relative residuals,
+    pulled towards 1 by a small penalty (a class seldom seen keeps about its own fit).
+    """
+    import numpy as np
+    import yaml
+
+    from explorer.analysis import analyze
+    from explorer.cost import Precision
+    from explorer.hardware.execution import ClassTiming, Curve, ExecutionModel
+    from explorer.hardware.predict import place
+    from explorer.hardware.profile import Device
+    from explorer.measure.fit import nnls
+    from explorer.measure.runtime import ort_call
+    from explorer.measure.timing import time_callable
+    from explorer.spec import loads_spec
+    from explorer.torch import to_module
+
+    default = fits[max(fits, key=lambda k: fits[k].samples)].timing
+    model = ExecutionModel("fused", "sum", {k: f.timing for k, f in fits.items()}, default, measured=True,
+                           dtype=dtype)
+    device = Device("calibrating", "calibrating", "cpu", "", {dtype: 1.0}, 1.0, 1.0, 1.0, 1.0, 0.0, {}, "")
+    names = list(fits)
+    rows, measured = [], []
+    for i, doc in enumerate(nets):
+        if progress:
+            progress(i, len(nets), f"random network {i + 1}/{len(nets)} in ONNX Runtime")
+        spec = loads_spec(yaml.safe_dump(doc, sort_keys=False), path=f"<random {doc['name']}>")
+        pred = place(analyze(spec, {}, Precision(dtype)), device, model)
+        per_class = dict.fromkeys(names, 0.0)
+        for k in pred.kernels:
+            per_class[k.klass if k.klass in per_class else names[0]] += k.time_s
+        try:
+            call = ort_call(to_module(spec, {}, dtype=dtype), threads)
+        except ExplorerError:
+            continue
+        t = time_callable(call, rounds=rounds, min_time_s=0.02).best_s
+        rows.append([per_class[n] / t for n in names])
+        measured.append(t)
+    if len(rows) < 3:
+        return fits
+    a = np.array(rows)
+    weight = 0.3  # pull towards 1 relative to one network's equation
+    a = np.vstack([a, weight * np.eye(len(names))])
+    b = np.concatenate([np.ones(len(rows)), weight * np.ones(len(names))])
+    scales = nnls(a, b)
+    out: dict[str, Fit] = {}
+    for name, scale in zip(names, scales):
+        f = fits[name]
+        t = f.timing
+
+        def scaled(c: Curve | None, s: float = float(scale)) -> Curve | None:
+            return None if c is None else Curve(c.at, tuple(v * s for v in c.seconds))
+
+        timing = ClassTiming(t.overhead_s * scale, scaled(t.per_flop), scaled(t.per_byte), t.source)
+        note = f"; scaled x{scale:.3f} to fit {len(rows)} random networks run whole"
+        out[name] = Fit(timing, f.samples, f.dropped, f.mape, f.max_error, f.residuals, note)
+    return out
 
 
 def fit_all(measured: list[Measured]) -> dict[str, Fit]:

@@ -37,6 +37,7 @@ class Fit:
     mape: float  # over the kept samples, in percent
     max_error: float  # percent
     residuals: tuple[float, ...]  # relative residual of each kept sample
+    note: str = ""  # what was done after the fit (an in-context scale)
 
 
 def knots(values: Sequence[float], per_octave: float, limit: int = 24) -> tuple[float, ...]:
