@@ -66,8 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: every finished trial is in {study.storage}; run again to resume", file=sys.stderr)
         return 130
-    print(f"{summary['trials']} trials in storage ({summary['new']} new, {summary['seconds']:.1f} s)",
-          file=sys.stderr)
+    print(f"{summary['trials']} trials in storage ({summary['new']} made by this run, "
+          f"{summary['seconds']:.1f} s)", file=sys.stderr)
     out = _export_front(study, study.output / "front.csv", study.output / "front.png", quiet=args.quiet)
     return out
 
