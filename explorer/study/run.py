@@ -21,7 +21,7 @@ from typing import Any
 from explorer.errors import ExplorerError, StudyError
 from explorer.study.config import Study
 from explorer.study.evaluate import Evaluator
-from explorer.study.storage import Claims, one_line, open_storage, storage_file, worker_lock
+from explorer.study.storage import Claims, one_line, open_storage, storage_file, worker_lock, write_attrs
 
 STALE_SECONDS = 120  # a RUNNING trial older than this was left by a killed process
 UNCLAIMED_SECONDS = 5  # a RUNNING trial with no worker recorded after this was orphaned at birth
@@ -320,16 +320,17 @@ def _run_trial(ostudy: Any, objective: Objective, trial: Any) -> None:
     if metrics is None:
         info["invalid"] = "a tensor dim is not a positive integer at these values"
         with _stored():
-            trial.set_user_attr(ATTR, info)
+            write_attrs(ostudy._storage, trial._trial_id, {ATTR: info}, {})  # noqa: SLF001
             ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
     violations = [float(c.violation(metrics)) for c in study.constraints]
     info.update(metrics=metrics, violations=violations, feasible=all(v <= 0 for v in violations))
     objectives = [metrics[o.metric] for o in study.objectives]
+    # The constraints go in the list form of Optuna's "constraints" system attribute, which
+    # TPE and NSGA-II read like Trial.set_constraint's; metrics and constraints: one commit.
+    system = {CONSTRAINTS_KEY: violations} if violations else {}
     with _stored():
-        trial.set_user_attr(ATTR, info)
-        if violations:  # one write: the list form of Optuna's "constraints" system attribute
-            ostudy._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, violations)  # noqa: SLF001
+        write_attrs(ostudy._storage, trial._trial_id, {ATTR: info}, system)  # noqa: SLF001
         ostudy.tell(trial, objectives)
 
 

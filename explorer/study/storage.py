@@ -257,3 +257,32 @@ def _live_claim(f: Path) -> set[int]:
             return set()
     except OSError:
         return set()
+
+
+def write_attrs(storage: Any, trial_id: int, user: dict[str, Any], system: dict[str, Any]) -> None:
+    """Set a trial's user and system attributes in one transaction where the storage allows it.
+
+    Optuna's public API commits once per attribute (an fsync each on SQLite); a relational storage
+    is written here through its own per-attribute helper inside one session instead, so a trial
+    costs one commit however many attributes it stores. Other storages (journal, a future Optuna
+    without that helper) take the public calls.
+    """
+    backend = getattr(storage, "_backend", storage)
+    helper = getattr(backend, "_set_trial_attr_without_commit", None)
+    if helper is None or not hasattr(backend, "scoped_session"):
+        for key, value in user.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        for key, value in system.items():
+            storage.set_trial_system_attr(trial_id, key, value)
+        return
+    from optuna.storages._rdb import models
+
+    session = backend.scoped_session()
+    try:
+        for model, attrs in ((models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
+            for key, value in attrs.items():
+                helper(session, model, trial_id, key, value)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
