@@ -30,12 +30,9 @@ def check_file(path: str | Path, suffixes: Iterable[str], what: str,
         if _same(p, Path(source)):
             raise ExplorerError(f"cannot write {what} to '{p}': it is an input of this command "
                                 f"('{source}'); choose another file name")
-    if p.exists():
-        if not os.access(p, os.W_OK):
-            raise ExplorerError(f"cannot write {what} to '{p}': the file is read-only")
-        _probe(p.parent, p)
-    else:
-        _probe(_existing_ancestor(p.parent), p)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ExplorerError(f"cannot write {what} to '{p}': the file is read-only")
+    _probe(_existing_ancestor(p.parent), f"cannot write {what} to '{p}'")
     return p
 
 
@@ -44,7 +41,7 @@ def check_folder(path: str | Path, what: str = "output folder") -> Path:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ExplorerError(f"cannot use '{p}' as the {what}: it is a file")
-    _probe(p if p.is_dir() else _existing_ancestor(p), p)
+    _probe(_existing_ancestor(p), f"cannot use '{p}' as the {what}")
     return p
 
 
@@ -64,22 +61,18 @@ def _existing_ancestor(p: Path) -> Path:
             break
         q = q.parent
     if not q.is_dir():
-        raise ExplorerError(f"cannot create '{p}': '{q}' is a file, not a folder")
+        raise ExplorerError(f"cannot create folder '{p}': '{q}' is a file")
     return q
 
 
-def _probe(folder: Path, target: Path) -> None:
+def _probe(folder: Path, refusal: str) -> None:
     """Create and remove a temporary file in ``folder``: the only sure test (root ignores modes;
     a read-only mount or a full disk answers only to a write)."""
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise ExplorerError(f"cannot write '{target}': {_reason(exc, folder)}") from None
-
-
-def _reason(exc: OSError, folder: Path) -> str:
-    return f"folder '{folder}' is not writable ({exc.strerror or exc})"
+        raise ExplorerError(f"{refusal}: folder '{folder}' is not writable ({exc.strerror or exc})") from None
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:

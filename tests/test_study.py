@@ -234,12 +234,14 @@ def test_hardware_as_a_search_dimension(run, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
-def test_bad_study_file(run, path: Path) -> None:
+def test_bad_study_file(run, path: Path, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may be written, here or anywhere
     expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
     code, out, err = run("study", "run", path)
     assert code == 2 and out == ""
-    assert len(err.strip().splitlines()) == 1
-    assert err.startswith(f"{path}:") and expected in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"{path}:") and expected in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bundled_studies_load() -> None:

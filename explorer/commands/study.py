@@ -50,14 +50,18 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _outputs(study: Any, table: Any, plot: Any, folder: bool = False) -> tuple[Any, Any]:
     """Check every path the command will write before it writes anything (one line if not)."""
+    from explorer.errors import ExplorerError
     from explorer.outputs import check_folder
     from explorer.plots import check_output
     from explorer.study.export import check_table, study_inputs
 
     inputs = study_inputs(study)
-    if folder:
-        check_folder(study.output)
-    return (check_table(table, inputs) if table else None, check_output(plot, inputs) if plot else None)
+    try:
+        if folder:
+            check_folder(study.output)
+        return (check_table(table, inputs) if table else None, check_output(plot, inputs) if plot else None)
+    except ExplorerError as exc:
+        raise exc.located(study.path) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -99,8 +99,8 @@ class StudyFile(_Strict):
     @classmethod
     def _plain_name(cls, v: str) -> str:
         if not _NAME.match(v) or v in (".", ".."):
-            raise ValueError(f"must be a plain name (letters, digits, '_', '-', '.'; it names the output "
-                             f"folder), got {v!r}")
+            raise ValueError("must be a plain name of letters, digits, '_', '-' and '.' (it names the "
+                             "output folder)")
         return v
 
     @field_validator("hardware", "dtype")
