@@ -151,13 +151,25 @@ def open_storage(url: str, study_path: str) -> Any:
             raise StudyError(f"storage {url!r}: {path} is a directory; name a file", path=study_path)
     for attempt in range(6):
         try:
-            return optuna.storages.get_storage(url)
+            return optuna.storages.get_storage(driver_url(url))
         except Exception as exc:  # noqa: BLE001 - any storage failure is the user's URL or server
             # Two processes creating a new database's tables at once: the loser retries.
             if attempt == 5 or not _transient(exc):
                 raise StudyError(f"cannot open storage {url!r}: {_hint(url, exc)}", path=study_path) from None
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def driver_url(url: str) -> str:
+    """``postgresql://`` through psycopg 3 (the ``postgres`` extra) when psycopg2 is absent:
+    SQLAlchemy reads a bare ``postgresql://`` as psycopg2."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
 
 
 def _make_parent(url: str, study_path: str) -> None:
