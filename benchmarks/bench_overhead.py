@@ -21,12 +21,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's explorer, not an installed one
 
-import optuna  # noqa: E402
-from sqlalchemy import event  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
+import optuna
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
-from explorer.study.config import load_study  # noqa: E402
-from explorer.study.run import Objective, make_sampler, run  # noqa: E402
+from explorer.study.config import load_study
+from explorer.study.run import Objective, make_sampler, run
 
 QUICKSTART = ROOT / "studies" / "quickstart.yaml"
 COMMITS = [0]

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from explorer.errors import ExplorerError
 from explorer.outputs import check_file, write_atomic
 
 _FORMATS = (".png", ".svg", ".pdf")

@@ -21,14 +21,14 @@ def tmpfs(size: str, read_only: bool = False) -> Iterator[Path | None]:
     options = f"size={size}" + (",ro" if read_only else "")
     try:
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                              capture_output=True).returncode == 0
+                              capture_output=True, check=False).returncode == 0
     except OSError:
         done = False
     try:
         yield folder if done else None
     finally:
         if done:
-            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -96,5 +96,5 @@ def postgres_server() -> Iterator[str | None]:
     try:
         yield f"postgresql://explorer@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, check=False)
         shutil.rmtree(folder, ignore_errors=True)

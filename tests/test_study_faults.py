@@ -210,15 +210,15 @@ def test_full_disk_sqlite_then_resume(tmp_path) -> None:
             pytest.skip("cannot mount a tmpfs here (the simulated case runs instead)")
         path = small_study(tmp_path, "random", 100_000)
         path.write_text(path.read_text().replace(f"output: {tmp_path / 'out'}", f"output: {disk / 'out'}"))
-        done = subprocess.run([*CLI, "study", "run", str(path), "--quiet"], capture_output=True, text=True,
-                              env=ENV, timeout=300)
+        done = subprocess.run([*CLI, "study", "run", str(path), "--quiet"], check=False, capture_output=True,
+                              text=True, env=ENV, timeout=300)
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert "disk is full" in lines[-1] and "Traceback" not in done.stderr, done.stderr
         remount(disk, "8m")
         made = _finished(_states(path))
         done = subprocess.run([*CLI, "study", "run", str(path), "--quiet", "--n-trials", str(made + 5)],
-                              capture_output=True, text=True, env=ENV, timeout=300)
+                              check=False, capture_output=True, text=True, env=ENV, timeout=300)
         assert done.returncode == 0, done.stderr
         states = _states(path)
         assert _finished(states) == made + 5 and "RUNNING" not in states
@@ -266,7 +266,7 @@ def test_damaged_journal_is_refused_untouched(run, tmp_path) -> None:
     lines = log.read_bytes().splitlines(keepends=True)
     damaged = b"".join(lines[:3]) + lines[3][:10] + b"".join(lines[4:])  # torn, then appended to
     log.write_bytes(damaged)
-    code, out, err = run("study", "run", path, "--quiet", "--storage", journal, "--n-trials", "8")
+    code, _, err = run("study", "run", path, "--quiet", "--storage", journal, "--n-trials", "8")
     last = err.strip().splitlines()[-1]  # after the run's header line: one error line
     assert code == 2 and "Traceback" not in err, err
     assert "is damaged at line 4" in last and "left untouched" in last
@@ -285,9 +285,8 @@ def test_journal_lock_of_a_killed_process_is_free_at_once(tmp_path) -> None:
         "lock = FlockJournalLock(Path(sys.argv[2])); lock.acquire(); print('held', flush=True); time.sleep(600)"),
         str(ROOT), str(lock_path)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    with open(lock_path) as fh:  # held: a non-blocking try fails
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(lock_path) as fh, pytest.raises(BlockingIOError):  # held: a non-blocking try fails
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     lock = FlockJournalLock(lock_path)
@@ -312,7 +311,8 @@ def test_kill_9_loses_nothing_and_resumes_at_once(tmp_path, kind) -> None:
     before = open_study(load_study(path, storage=storage), create=False).get_trials(deepcopy=False)
     finished = [(t.number, t.params) for t in before if t.state.name in ("COMPLETE", "PRUNED")]
     target = len(finished) + 5
-    done = subprocess.run([*cmd, "--n-trials", str(target)], capture_output=True, text=True, env=ENV, timeout=300)
+    done = subprocess.run([*cmd, "--n-trials", str(target)], check=False, capture_output=True, text=True,
+                          env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr  # no wait: the killed worker's claim died with it
     after = open_study(load_study(path, storage=storage), create=False).get_trials(deepcopy=False)
     kept = [(t.number, t.params) for t in after if t.state.name in ("COMPLETE", "PRUNED")]

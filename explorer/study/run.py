@@ -15,7 +15,6 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from explorer.errors import ExplorerError, StudyError
