@@ -1,6 +1,8 @@
 """Study overhead on SQLite (issue 9 item 5). Run: python benchmarks/bench_overhead.py [trials] [repeats]
 
 A: ``explorer study run`` (explorer.study.run.run, one worker) on a fresh SQLite file.
+C: B with the study's constraints set through Trial.set_constraint (so that TPE does the same
+   constrained work as in A); reported as a second ratio.
 B: a plain Optuna study on a fresh SQLite file: the same sampler (make_sampler: same class, settings
    and seed), the same search space, the same number of objectives and trials; its objective
    evaluates the same configuration with the same compiled evaluator and returns the objectives.
@@ -48,7 +50,7 @@ def explorer_run(n: int, folder: Path) -> tuple[float, float, int]:
     return time.perf_counter() - start, time.process_time() - cpu, COMMITS[0]
 
 
-def plain_run(n: int, folder: Path) -> tuple[float, float, int]:
+def plain_run(n: int, folder: Path, constrained: bool = False) -> tuple[float, float, int]:
     study = load_study(QUICKSTART)
     objective = Objective(study)
     label = study.targets[0].label
@@ -57,31 +59,41 @@ def plain_run(n: int, folder: Path) -> tuple[float, float, int]:
         values, _ = objective.suggest(trial)
         metrics, _, _ = objective.evaluate(values, label, trial.number)
         assert metrics is not None
+        if constrained:  # what a plain Optuna user writes for the same constraints
+            for c in study.constraints:
+                trial.set_constraint(c.text, c.violation(metrics))
         return [metrics[o.metric] for o in study.objectives]
 
     COMMITS[0] = 0
     start, cpu = time.perf_counter(), time.process_time()
-    ostudy = optuna.create_study(storage=f"sqlite:///{folder / 'b.db'}", sampler=make_sampler(study),
+    ostudy = optuna.create_study(storage=f"sqlite:///{folder / ('c.db' if constrained else 'b.db')}", sampler=make_sampler(study),
                                  directions=study.directions, study_name=study.name)
     ostudy.optimize(f, n_trials=n)
     return time.perf_counter() - start, time.process_time() - cpu, COMMITS[0]
 
 
+def constrained_run(n: int, folder: Path) -> tuple[float, float, int]:
+    return plain_run(n, folder, constrained=True)
+
+
 def main(n: int = 100, repeats: int = 7) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    wall, cpu = [], []
+    ratios: dict[str, list[float]] = {"wall vs B": [], "cpu vs B": [], "wall vs C": [], "cpu vs C": []}
+    arms = (explorer_run, plain_run, constrained_run)
     for k in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            order = (explorer_run, plain_run) if k % 2 == 0 else (plain_run, explorer_run)
+            order = arms if k % 2 == 0 else arms[::-1]
             got = {fn.__name__: fn(n, Path(tmp)) for fn in order}
-        (ta, ca, na), (tb, cb, nb) = got["explorer_run"], got["plain_run"]
-        wall.append(ta / tb)
-        cpu.append(ca / cb)
-        print(f"pair {k}: explorer {ta:.2f} s wall, {ca:.2f} s cpu, {na / n:.1f} commits/trial; "
-              f"optuna {tb:.2f} s wall, {cb:.2f} s cpu, {nb / n:.1f} commits/trial; "
-              f"ratio wall {ta / tb:.3f}, cpu {ca / cb:.3f}", flush=True)
-    for name, r in (("wall", wall), ("cpu", cpu)):
-        print(f"{n} TPE trials, quickstart, SQLite, {repeats} interleaved pairs: median {name} ratio "
+        a = got["explorer_run"]
+        line = [f"pair {k}: explorer {a[0]:.2f} s wall, {a[1]:.2f} s cpu, {a[2] / n:.1f} commits/trial"]
+        for tag, name in (("B", "plain_run"), ("C", "constrained_run")):
+            b = got[name]
+            ratios[f"wall vs {tag}"].append(a[0] / b[0])
+            ratios[f"cpu vs {tag}"].append(a[1] / b[1])
+            line.append(f"{tag} {b[0]:.2f} s wall, {b[1]:.2f} s cpu, {b[2] / n:.1f} commits/trial")
+        print("; ".join(line), flush=True)
+    for name, r in ratios.items():
+        print(f"{n} TPE trials, quickstart, SQLite, {repeats} interleaved runs: median ratio {name} "
               f"{statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})")
 
 

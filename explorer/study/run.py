@@ -20,7 +20,8 @@ from typing import Any
 from explorer.errors import ExplorerError, StudyError
 from explorer.study.config import Study
 from explorer.study.evaluate import Evaluator
-from explorer.study.storage import Claims, one_line, open_storage, storage_file, worker_lock, write_attrs
+from explorer.study.storage import (Claims, count_by_state, one_line, open_storage, storage_file, worker_lock,
+                                    write_attrs)
 
 STALE_SECONDS = 120  # a RUNNING trial older than this was left by a killed process
 UNCLAIMED_SECONDS = 5  # a RUNNING trial with no worker recorded after this was orphaned at birth
@@ -235,11 +236,7 @@ class _Worker:
         """Under the storage's lock: fail stale trials, count, ask; None when the study is full."""
         study, ostudy = self.study, self.ostudy
         with worker_lock(study.storage, ostudy._storage, study.name), storage_errors(study):  # noqa: SLF001
-            trials = ostudy.get_trials(deepcopy=False)
-            n = counted(trials)
-            stale = fail_stale(ostudy, trials, self.claims)
-            self.stale += stale
-            if n - stale >= self.limit:
+            if self._counted() >= self.limit:
                 return None
             trial = ostudy.ask()
             if self.claims is not None:
@@ -247,6 +244,20 @@ class _Worker:
             else:
                 trial.set_user_attr(WORKER_ATTR, [socket.gethostname(), os.getpid()])
             return trial
+
+    def _counted(self) -> int:
+        """Trials that count, after failing stale ones; a COUNT query where the storage allows
+        (reading the trials themselves only when some are RUNNING)."""
+        from optuna.trial import TrialState
+
+        ostudy = self.ostudy
+        states = count_by_state(ostudy._storage, ostudy._study_id)  # noqa: SLF001
+        if states is not None and not states.get(TrialState.RUNNING):
+            return states.get(TrialState.COMPLETE, 0) + states.get(TrialState.PRUNED, 0)
+        trials = ostudy.get_trials(deepcopy=False)
+        stale = fail_stale(ostudy, trials, self.claims)
+        self.stale += stale
+        return counted(trials) - stale
 
     def close(self) -> None:
         if self.claims is not None:

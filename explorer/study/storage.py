@@ -298,3 +298,23 @@ def write_attrs(storage: Any, trial_id: int, user: dict[str, Any], system: dict[
     except BaseException:
         session.rollback()
         raise
+
+
+def count_by_state(storage: Any, study_id: int) -> dict[Any, int] | None:
+    """How many trials of the study are in each state, in one COUNT query on a relational storage
+    (Optuna's get_n_trials loads every new trial whole); None for other storages."""
+    backend = getattr(storage, "_backend", storage)
+    if not hasattr(backend, "scoped_session"):
+        return None
+    from optuna.storages._rdb import models
+    from sqlalchemy import func
+
+    session = backend.scoped_session()
+    try:
+        rows = (session.query(models.TrialModel.state, func.count(models.TrialModel.trial_id))
+                .filter(models.TrialModel.study_id == study_id).group_by(models.TrialModel.state).all())
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return {state: int(n) for state, n in rows}
