@@ -235,7 +235,7 @@ class _Worker:
     def next_trial(self) -> Any:
         """Under the storage's lock: fail stale trials, count, ask; None when the study is full."""
         study, ostudy = self.study, self.ostudy
-        with worker_lock(study.storage, ostudy._storage, study.name), storage_errors(study):  # noqa: SLF001
+        with storage_errors(study), worker_lock(study.storage, ostudy._storage, study.name):  # noqa: SLF001
             if self._counted() >= self.limit:
                 return None
             trial = ostudy.ask()

@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,9 +42,15 @@ def lock_base(url: str) -> Path:
     if path is not None:
         return path.parent / f"{path.name}.explorer"
     digest = hashlib.sha256(url.encode()).hexdigest()[:20]
-    folder = Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "explorer" / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / digest
+    for root in (os.environ.get("XDG_RUNTIME_DIR"), Path.home() / ".cache", None):
+        folder = (Path(root) if root else Path(tempfile.gettempdir()) / f"explorer-{os.getuid()}") / "explorer" / "locks"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder / digest
+        except OSError:
+            continue
+    raise StudyError(f"no writable folder for the lock of storage {url!r} (tried $XDG_RUNTIME_DIR, ~/.cache, "
+                     f"{tempfile.gettempdir()})")
 
 
 def one_line(exc: BaseException) -> str:
@@ -139,6 +146,13 @@ def _damaged_line(data: bytes) -> int | None:
 
 
 def open_storage(url: str, study_path: str) -> Any:
+    try:
+        return _open_storage(url, study_path)
+    except OSError as exc:  # a lock file or folder that cannot be made: read-only place, full disk
+        raise StudyError(f"storage {url!r}: {one_line(exc) if exc.errno == 28 else exc}", path=study_path) from None
+
+
+def _open_storage(url: str, study_path: str) -> Any:
     import optuna
 
     if url.startswith(JOURNAL):
