@@ -20,8 +20,15 @@ from typing import Any
 from explorer.errors import ExplorerError, StudyError
 from explorer.study.config import Study
 from explorer.study.evaluate import Evaluator
-from explorer.study.storage import (Claims, count_by_state, one_line, open_storage, storage_file, worker_lock,
-                                    write_attrs)
+from explorer.study.storage import (
+    Claims,
+    count_by_state,
+    one_line,
+    open_storage,
+    storage_file,
+    worker_lock,
+    write_attrs,
+)
 
 STALE_SECONDS = 120  # a RUNNING trial older than this was left by a killed process
 UNCLAIMED_SECONDS = 5  # a RUNNING trial with no worker recorded after this was orphaned at birth
