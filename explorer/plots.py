@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from explorer.errors import ExplorerError
+from explorer.outputs import check_file, write_atomic
 
 _FORMATS = (".png", ".svg", ".pdf")
 
@@ -19,13 +20,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def check_output(path: str | Path) -> Path:
-    p = Path(path)
-    if p.suffix.lower() not in _FORMATS:
-        raise ExplorerError(f"cannot write a chart to '{p}': use a .png, .svg or .pdf file name")
-    if p.parent and not p.parent.exists():
-        raise ExplorerError(f"cannot write '{p}': folder '{p.parent}' does not exist")
-    return p
+def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """Refuse a chart path that cannot be written (kind, folder, read-only, an input), before writing."""
+    return check_file(path, _FORMATS, "a chart", inputs)
+
+
+def _save(fig: Any, out: Path) -> None:
+    """Save whole or not at all (a full disk leaves no half file)."""
+    write_atomic(out, lambda tmp: fig.savefig(tmp, format=out.suffix.lower().lstrip(".")))
 
 
 def roofline_chart(pred: Any, output: str | Path, label: int = 6) -> Path:
@@ -71,8 +73,10 @@ def roofline_chart(pred: Any, output: str | Path, label: int = 6) -> Path:
     ax.grid(True, which="both", alpha=0.2)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        _save(fig, out)
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -131,7 +135,7 @@ def accuracy_chart(rep: Any, output: str | Path) -> Path:
     ax.grid(True, which="both", alpha=0.2)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(out)
+    _save(fig, out)
     plt.close(fig)
     return out
 
@@ -150,6 +154,8 @@ def pareto_chart(values: Any, feasible: Any, front: Any, labels: list[str], name
     if len(rest) > max_points:  # keep the picture readable and the file small
         rest = np.random.default_rng(0).choice(rest, max_points, replace=False)
     k = v.shape[1]
+    if k == 1:
+        return _single_chart(plt, v[:, 0], feasible, front, labels, names[0], directions[0], title, out)
     pairs = [(0, 1)] if k == 2 else [(i, j) for i in range(k) for j in range(i + 1, k)]
     cols = min(len(pairs), 3)
     rows_n = (len(pairs) + cols - 1) // cols
@@ -179,6 +185,38 @@ def pareto_chart(values: Any, feasible: Any, front: Any, labels: list[str], name
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        _save(fig, out)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _single_chart(plt: Any, v: Any, feasible: Any, front: Any, labels: list[str], name: str,
+                  direction: str, title: str, out: Path) -> Path:
+    """One objective: its value per evaluated configuration in order, the best ones marked."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    x = np.arange(len(v))
+    ax.scatter(x[feasible], v[feasible], s=10, color="0.6", label=f"feasible ({int(feasible.sum())})")
+    ax.scatter(x[~feasible], v[~feasible], s=12, color="tab:red", marker="x",
+               label=f"infeasible ({int((~feasible).sum())})")
+    best = np.nonzero(front)[0]
+    ax.scatter(x[best], v[best], s=40, color="tab:blue", label=f"best ({len(best)})", zorder=3)
+    for n in best[:12]:
+        ax.annotate(labels[n], (x[n], v[n]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("configuration (trial order)")
+    ax.set_ylabel(f"{name} ({'max' if direction == 'maximize' else 'min'})")
+    pos = v[np.isfinite(v) & (v > 0)]
+    if len(pos) and pos.max() / max(pos.min(), 1e-300) > 100:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    try:
+        _save(fig, out)
+    finally:
+        plt.close(fig)
     return out

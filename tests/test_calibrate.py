@@ -99,10 +99,12 @@ def test_accuracy_and_calibrate_errors(run, tmp_path):
     spec.write_text(TINY)
     code, _, err = run("accuracy", spec, "--hardware", "a100_80gb_sxm", "--grid", "depth=1,2")
     assert code == 2 and "unknown variable" in err and "Traceback" not in err
-    code, _, err = run("calibrate", "-o", tmp_path / "missing" / "p.yaml")
-    assert code == 2 and "does not exist" in err
+    code, _, err = run("calibrate", "-o", tmp_path)
+    assert code == 2 and "folder" in err
     code, _, err = run("calibrate", "-o", tmp_path / "p.txt")
     assert code == 2 and ".yaml" in err
+    code, _, err = run("accuracy", spec, "--hardware", "a100_80gb_sxm", "--plot", spec)
+    assert code == 2 and "input" in err and spec.read_text() == TINY
     code, _, err = run("calibrate", "--classes", "conv_dens", "-o", tmp_path / "p.yaml")
     assert code == 2 and "unknown kernel class" in err
     assert not (tmp_path / "p.yaml").exists()

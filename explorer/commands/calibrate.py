@@ -85,13 +85,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     text = "# Written by explorer calibrate: every figure below was measured on this machine.\n"
     text += yaml.safe_dump(cal.profile(args.name), sort_keys=False, width=120)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(out)  # atomic: a failure leaves no half-written profile
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ExplorerError(f"cannot write '{out}': {exc.strerror or exc}") from None
+    from explorer.outputs import write_atomic
+
+    write_atomic(out, lambda tmp: tmp.write_text(text))  # whole or not at all
     rows = [{"class": k, "n": f.samples, "dropped": f.dropped, "overhead": report.seconds(f.timing.overhead_s),
              "mape": f"{f.mape:.1f} %", "max": f"{f.max_error:.1f} %"} for k, f in cal.fits.items()]
     print(f"{cal.source}")
@@ -105,23 +101,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _profile_path(text: str) -> Any:
-    """Where the profile goes, checked before an hour of measuring: a .yaml file in an existing folder."""
-    import os
-    from pathlib import Path
+    """Where the profile goes, checked before minutes of measuring: a .yaml file that can be written."""
+    from explorer.outputs import check_file
 
-    from explorer.errors import ExplorerError
-
-    out = Path(text)
-    if out.suffix not in (".yaml", ".yml"):
-        raise ExplorerError(f"-o {text}: a profile is a .yaml file")
-    if out.is_dir():
-        raise ExplorerError(f"-o {text}: is a folder; name the profile file")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise ExplorerError(f"-o {text}: folder '{folder}' does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ExplorerError(f"-o {text}: folder '{folder}' is not writable")
-    return out
+    return check_file(text, (".yaml", ".yml"), "a profile")
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -151,7 +134,9 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     if args.plot:
         from explorer.plots import check_output
 
-        plot = check_output(args.plot)
+        from explorer.hardware.profile import resolve
+
+        plot = check_output(args.plot, [spec.path, resolve(args.hardware)])
     update, close = _bar(args.quiet, "measuring")
     try:
         rep = accuracy.run(spec, configs, hardware=args.hardware, device=args.device, threads=args.threads,

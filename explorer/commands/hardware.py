@@ -149,10 +149,11 @@ def analyze_on_hardware(args: argparse.Namespace, spec: Any, overrides: dict[str
 
 def cmd_roofline(args: argparse.Namespace) -> int:
     from explorer.cost import parse_assignments
-    from explorer.plots import roofline_chart
+    from explorer.plots import check_output, roofline_chart
     from explorer.spec import load_spec
 
     spec = load_spec(args.spec)
+    check_output(args.output, [spec.path])  # before any work: never over the spec it reads
     path = roofline_chart(predict(args, spec, parse_assignments(args.set)), args.output, label=args.label)
     print(f"wrote {path}")
     return 0

@@ -48,17 +48,34 @@ def _load(args: argparse.Namespace) -> Any:
     return load_study(args.study, storage=getattr(args, "storage", None))
 
 
+def _outputs(study: Any, table: Any, plot: Any, folder: bool = False) -> tuple[Any, Any]:
+    """Check every path the command will write before it writes anything (one line if not)."""
+    from explorer.errors import ExplorerError
+    from explorer.outputs import check_folder
+    from explorer.plots import check_output
+    from explorer.study.export import check_table, study_inputs
+
+    inputs = study_inputs(study)
+    try:
+        if folder:
+            check_folder(study.output)
+        return (check_table(table, inputs) if table else None, check_output(plot, inputs) if plot else None)
+    except ExplorerError as exc:
+        raise exc.located(study.path) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     study = _load(args)
     if study.file.sampler == "exhaustive":
         return _sweep_and_report(study, None, None, quiet=args.quiet)
     from explorer.study.run import run
 
-    n = args.n_trials or study.file.n_trials
+    n = args.n_trials if args.n_trials is not None else study.file.n_trials
     if args.workers < 1 or n < 1:
         from explorer.errors import ExplorerError
 
         raise ExplorerError("--workers and --n-trials must be at least 1")
+    _outputs(study, study.output / "front.csv", study.output / "front.png", folder=True)
     print(f"study '{study.name}': {study.spec.name} on {', '.join(t.label for t in study.targets)}; "
           f"{study.file.sampler} sampler, {n} trials; storage {study.storage}", file=sys.stderr)
     try:
@@ -66,14 +83,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: every finished trial is in {study.storage}; run again to resume", file=sys.stderr)
         return 130
-    print(f"{summary['trials']} trials in storage ({summary['new']} new, {summary['seconds']:.1f} s)",
-          file=sys.stderr)
+    print(f"{summary['trials']} trials in storage ({summary['new']} made by this run, "
+          f"{summary['seconds']:.1f} s)", file=sys.stderr)
     out = _export_front(study, study.output / "front.csv", study.output / "front.png", quiet=args.quiet)
     return out
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     study = _load(args)
+    _outputs(study, args.output, args.plot)
     return _export_front(study, args.output, args.plot, every=args.all)
 
 
@@ -140,15 +158,16 @@ def _sweep_and_report(study: Any, output: Any, plot: Any, quiet: bool = False) -
     from explorer.study.export import write_rows
     from explorer.study.sweep import sweep
 
-    result = sweep(study)
     out = Path(output) if output else study.output / "sweep_front.csv"
+    plot_path = plot or (study.output / "sweep_front.png" if not output else None)
+    _outputs(study, out, plot_path)
+    result = sweep(study)
     rows = result.rows(result.front)
     cols = list(result.columns)
     print(f"swept {result.size:,} configurations in {result.seconds:.2f} s: {int(result.valid.sum()):,} valid, "
           f"{int(result.feasible.sum()):,} feasible, {int(result.front.sum())} on the exact Pareto front",
           file=sys.stderr)
     print(f"wrote {write_rows(rows, cols, out)} ({len(rows)} rows)", file=sys.stderr)
-    plot_path = plot or (study.output / "sweep_front.png" if not output else None)
     if plot_path:
         labels = [""] * result.size
         for i in result.front.nonzero()[0]:

@@ -3,13 +3,14 @@ optimize and what must hold."""
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from explorer import yamlfile
 from explorer.errors import ExplorerError, StudyError, did_you_mean
@@ -22,6 +23,8 @@ SAMPLERS = ("tpe", "nsga2", "random", "grid", "exhaustive")
 Number = Union[int, float]
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*(.+?)\s*$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+SEED_MAX = 2**32 - 1 - 1024  # numpy seeds are 32-bit; worker k uses seed + k
 
 
 class _Strict(BaseModel):
@@ -42,9 +45,25 @@ class SearchDim(_Strict):
     def _shape(self) -> SearchDim:
         if self.type == "categorical" and not self.choices:
             raise ValueError("a categorical dimension needs 'choices'")
+        for key in ("low", "high", "step"):
+            v = getattr(self, key)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"'{key}' must be a finite number, got {v}")
+        for v in self.choices or []:
+            if not math.isfinite(v):
+                raise ValueError(f"choices must be finite numbers, got {v}")
+        if self.choices is not None and len(set(self.choices)) != len(self.choices):
+            raise ValueError(f"choices must be distinct, got {self.choices}")
         if self.type in ("int", "float"):
             if self.low is None or self.high is None:
                 raise ValueError(f"an {self.type} dimension needs 'low' and 'high'")
+            if self.step is not None and self.step <= 0:
+                raise ValueError(f"'step' must be > 0, got {self.step}")
+            if self.type == "int":
+                for key in ("low", "high", "step"):
+                    v = getattr(self, key)
+                    if v is not None and v != int(v):
+                        raise ValueError(f"an int dimension needs an integer '{key}', got {v}")
             if self.low > self.high:
                 raise ValueError(f"`low <= high` must hold, but got (low={self.low}, high={self.high})")
             if self.log and self.step is not None:
@@ -72,9 +91,37 @@ class StudyFile(_Strict):
     constraints: list[str] = Field(default_factory=list)
     sampler: Literal["tpe", "nsga2", "random", "grid", "exhaustive"] = "tpe"
     n_trials: int = Field(100, ge=1, le=1_000_000)
-    seed: int | None = 0
+    seed: int | None = Field(0, ge=0, le=SEED_MAX)
     storage: str | None = None
     output: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not _NAME.match(v) or v in (".", ".."):
+            raise ValueError("must be a plain name of letters, digits, '_', '-' and '.' (it names the "
+                             "output folder)")
+        return v
+
+    @field_validator("hardware", "dtype")
+    @classmethod
+    def _distinct(cls, v: Union[str, list[str]]) -> Union[str, list[str]]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("an empty list; give at least one")
+            twice = sorted({x for x in v if v.count(x) > 1})
+            if twice:
+                raise ValueError(f"listed twice: {', '.join(twice)}")
+        return v
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct_objectives(cls, v: list[Objective]) -> list[Objective]:
+        metrics = [o.metric for o in v]
+        twice = sorted({m for m in metrics if metrics.count(m) > 1})
+        if twice:
+            raise ValueError(f"metric {', '.join(twice)} appears twice; each objective needs its own metric")
+        return v
 
 
 @dataclass(frozen=True)
@@ -195,8 +242,25 @@ def _resolve(f: StudyFile, doc: yamlfile.YamlDoc, storage: str | None) -> Study:
                        f"metrics: {', '.join(METRICS)}", "objectives", i, "metric")
     constraints = [_constraint(text, fail, ("constraints", i)) for i, text in enumerate(f.constraints)]
     output = Path(f.output) if f.output else Path("explorer-out") / f.name
+    if output.exists() and not output.is_dir():
+        raise fail(f"output: '{output}' is a file, not a folder", "output" if f.output else "name")
     store = storage or f.storage or f"sqlite:///{output / 'study.db'}"
+    problem = _storage_problem(store)
+    if problem:
+        raise fail(problem, *(("storage",) if f.storage and not storage else ()))
     return Study(f, doc.path, spec, targets, search, dict(f.fixed), constraints, output, store)
+
+
+def _storage_problem(url: str) -> str | None:
+    """A storage URL that cannot work, said before anything is created."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix):
+            rest = url.removeprefix(prefix)
+            if not rest.strip():
+                return f"storage {url!r} names no file; write {prefix}PATH"
+            if Path(rest).is_dir():
+                return f"storage {url!r}: '{rest}' is a folder; name a file in it"
+    return None
 
 
 def _locate(load: Any, name: str, base: Path, key: tuple[Any, ...], fail: Any) -> Any:
@@ -252,7 +316,24 @@ def _constraint(text: str, fail: Any, key: tuple[Any, ...]) -> Constraint:
         number = _quantity(value, dimension)
     except ExplorerError as exc:
         raise fail(f"constraint {text!r}: {exc.message}", *key) from None
+    except (ArithmeticError, ValueError):  # decimal.Overflow of 1e9999999, float('abc')
+        raise fail(f"constraint {text!r}: cannot read {value!r} as a number", *key) from None
+    problem = _bound_problem(metric, op, number, dimension)
+    if problem:
+        raise fail(f"constraint {text!r}: {problem}", *key)
     return Constraint(text, metric, op, number)
+
+
+def _bound_problem(metric: str, op: str, number: float, dimension: str) -> str | None:
+    """A limit that is not a finite number, or one that every configuration (or none) meets."""
+    if not math.isfinite(number):
+        return f"the limit must be a finite number, got {number}"
+    upper = op in ("<=", "<")
+    if number < 0 or (number == 0 and op == "<"):
+        return f"{metric} is never negative, so this {'never' if upper else 'always'} holds"
+    if dimension == "fraction" and number > 1:
+        return f"{metric} is at most 100 %, so this {'always' if upper else 'never'} holds (got {100 * number:g} %)"
+    return None
 
 
 def _quantity(text: str, dimension: str) -> float:

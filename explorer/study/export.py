@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 
 from explorer.errors import ExplorerError
+from explorer.outputs import check_file, write_atomic
 from explorer.study.config import Study
 from explorer.study.evaluate import METRICS
 from explorer.study.pareto import non_dominated, oriented
 from explorer.study.run import ATTR, open_study
+from explorer.study.storage import storage_file
 
 
 def trial_rows(study: Study) -> list[dict[str, Any]]:
@@ -56,16 +58,36 @@ def columns_of(rows: list[dict[str, Any]], study: Study) -> list[str]:
         (["same_as"] if "same_as" in present else [])
 
 
+TABLE_SUFFIXES = (".csv", ".json")
+
+
+def check_table(path: str | Path, inputs: list[Path]) -> Path:
+    """Refuse a table path that cannot be written, before anything is."""
+    return check_file(path, TABLE_SUFFIXES, "a table", inputs)
+
+
 def write_rows(rows: list[dict[str, Any]], columns: list[str], path: str | Path) -> Path:
     p = Path(path)
-    if p.suffix.lower() not in (".csv", ".json"):
+    if p.suffix.lower() not in TABLE_SUFFIXES:
         raise ExplorerError(f"cannot export to '{p}': use a .csv or .json file name")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".json":
-        p.write_text(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2) + "\n")
-    else:
-        with p.open("w", newline="") as fh:
+
+    def write(tmp: Path) -> None:
+        if p.suffix.lower() == ".json":
+            tmp.write_text(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2) + "\n")
+            return
+        with tmp.open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
+
+    write_atomic(p, write)
     return p
+
+
+def study_inputs(study: Study) -> list[Path]:
+    """Every file a study command reads: the study, its spec, its profiles, a file storage."""
+    paths = [Path(study.path), Path(study.spec.path), *(Path(t.device.path) for t in study.targets)]
+    store = storage_file(study.storage)
+    if store is not None:
+        paths.append(store)
+    return [p for p in paths if p.exists()]

@@ -9,24 +9,32 @@ then ask for a new one", so N trials are made between them, never more.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import socket
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from explorer.errors import StudyError
+from explorer.errors import ExplorerError, StudyError
 from explorer.study.config import Study
 from explorer.study.evaluate import Evaluator
+from explorer.study.storage import (
+    Claims,
+    count_by_state,
+    one_line,
+    open_storage,
+    storage_file,
+    worker_lock,
+    write_attrs,
+)
 
 STALE_SECONDS = 120  # a RUNNING trial older than this was left by a killed process
 UNCLAIMED_SECONDS = 5  # a RUNNING trial with no worker recorded after this was orphaned at birth
 ATTR = "explorer"  # user attribute holding a trial's metrics and feasibility
-WORKER_ATTR = "explorer_worker"  # [host, pid] of the process running the trial
+WORKER_ATTR = "explorer_worker"  # [host, pid] of the process running the trial (server storages)
+CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute: constraint values, <= 0 satisfied
 
 
 class Objective:
@@ -93,54 +101,19 @@ def _key(raw: Any) -> tuple[Any, ...]:
 def make_sampler(study: Study, worker: int = 0) -> Any:
     import optuna
 
-    seed = None if study.file.seed is None else study.file.seed + worker
+    seed = None if study.file.seed is None else (study.file.seed + worker) % 2**32
     name = study.file.sampler
-    # Optuna >= 5 reads constraints that the trial sets (Trial.set_constraint); older releases
-    # take a constraints_func. Either way the sampler sees the same violations.
-    legacy = {} if hasattr(optuna.trial.Trial, "set_constraint") else {"constraints_func": constraints_of}
+    # Constraints reach TPE and NSGA-II through the trial's "constraints" system attribute
+    # (see _run_trial), which every Optuna release reads; no constraints_func needed.
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, **legacy)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **legacy)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
         return optuna.samplers.GridSampler(study.grid(), seed=seed)
     raise StudyError(f"sampler '{name}' does not run through Optuna; use 'explorer sweep'")
-
-
-def constraints_of(trial: Any) -> list[float]:
-    """Optuna's constraints_func: values <= 0 are satisfied; invalid trials never reach here."""
-    info = trial.user_attrs.get(ATTR) or {}
-    return list(info.get("violations", [1.0]))
-
-
-def open_storage(study: Study) -> Any:
-    import optuna
-
-    url = study.storage
-    if url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(6):
-        try:
-            return optuna.storages.get_storage(url)
-        except Exception as exc:  # noqa: BLE001 - any storage failure is the user's URL or server
-            # Two processes creating a new database's tables at once: the loser retries.
-            if attempt == 5 or not _transient(exc):
-                raise StudyError(f"cannot open storage {url!r}: {exc}", path=study.path) from None
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _transient(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return any(word in text for word in ("locked", "already exists", "unique constraint", "busy"))
 
 
 def open_study(study: Study, worker: int = 0, create: bool = True) -> Any:
@@ -150,16 +123,17 @@ def open_study(study: Study, worker: int = 0, create: bool = True) -> Any:
     if not create and _missing_file(study.storage):
         raise StudyError(f"no study '{study.name}' yet: {study.storage} does not exist; run "
                          f"'explorer study run {study.path}' first", path=study.path)
-    storage = open_storage(study)
+    storage = open_storage(study.storage, study.path)
     sampler = make_sampler(study, worker)
-    if not create:
-        try:
-            return optuna.load_study(study_name=study.name, storage=storage, sampler=sampler)
-        except KeyError:
-            raise StudyError(f"no study '{study.name}' in {study.storage}; run 'explorer study run' first",
-                             path=study.path) from None
-    s = optuna.create_study(study_name=study.name, storage=storage, sampler=sampler,
-                            directions=study.directions, load_if_exists=True)
+    with storage_errors(study):
+        if not create:
+            try:
+                return optuna.load_study(study_name=study.name, storage=storage, sampler=sampler)
+            except KeyError:
+                raise StudyError(f"no study '{study.name}' in {study.storage}; run 'explorer study run' "
+                                 "first", path=study.path) from None
+        s = optuna.create_study(study_name=study.name, storage=storage, sampler=sampler,
+                                directions=study.directions, load_if_exists=True)
     stored = [d.name.lower() for d in s.directions]
     if stored != study.directions:
         raise StudyError(f"the stored study '{study.name}' has directions {stored}, the file asks for "
@@ -167,11 +141,20 @@ def open_study(study: Study, worker: int = 0, create: bool = True) -> Any:
     return s
 
 
+@contextlib.contextmanager
+def storage_errors(study: Study, doing: str = "") -> Iterator[None]:
+    """A failure of the storage (disk full, server gone, damaged file) as one line."""
+    try:
+        yield
+    except (ExplorerError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - storage backends raise many kinds
+        raise StudyError(f"storage {study.storage}: {one_line(exc)}{doing}", path=study.path) from None
+
+
 def _missing_file(url: str) -> bool:
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix):
-            return not Path(url.removeprefix(prefix)).exists()
-    return False
+    path = storage_file(url)
+    return path is not None and not path.exists()
 
 
 def _dead_worker(worker: Any) -> bool:
@@ -210,17 +193,6 @@ def _graceful() -> Iterator[None]:
             signal.signal(s, h)
 
 
-@contextlib.contextmanager
-def _lock(study: Study) -> Iterator[None]:
-    study.output.mkdir(parents=True, exist_ok=True)
-    with open(study.output / ".trials.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def counted(trials: list[Any]) -> int:
     """Trials that count towards n_trials: finished (complete or pruned) and in flight."""
     from optuna.trial import TrialState
@@ -228,54 +200,131 @@ def counted(trials: list[Any]) -> int:
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) for t in trials)
 
 
-def fail_stale(ostudy: Any) -> int:
+def fail_stale(ostudy: Any, trials: list[Any], claims: Claims | None) -> int:
     """Mark RUNNING trials left behind by a killed process as FAIL (they never finished).
 
-    A trial records the host and PID of its worker: on this host, a dead PID means stale at once;
-    elsewhere a trial running for longer than STALE_SECONDS is (evaluations take microseconds).
+    On a file storage, a trial is alive while its worker holds its claim file (the kernel drops the
+    flock when the worker dies): unclaimed means stale at once. On a server, a trial records the
+    host and PID of its worker: on this host a dead PID means stale at once; elsewhere a trial
+    running for longer than STALE_SECONDS is (evaluations take microseconds).
     """
     from optuna.trial import TrialState
 
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    if not running:
+        return 0
     now = time.time()
+    live = claims.live() if claims is not None else set()
 
     def is_stale(t: Any) -> bool:
+        if claims is not None:
+            return t.number not in live
         age = now - t.datetime_start.timestamp() if t.datetime_start else float("inf")
         worker = t.user_attrs.get(WORKER_ATTR)
         if worker is None:  # killed between ask() and recording its worker, milliseconds apart
             return age > UNCLAIMED_SECONDS
         return _dead_worker(worker) or age > STALE_SECONDS
 
-    stale = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if is_stale(t)]
+    stale = [t for t in running if is_stale(t)]
     for t in stale:
         ostudy._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
     return len(stale)
 
 
-def worker_loop(study: Study, n_trials: int, worker: int = 0, progress: Any = None) -> int:
-    """Ask, evaluate, tell until the study holds n_trials; returns how many this worker made."""
+class _Worker:
+    """One process's side of a study: the shared lock, its claim, the trials it made."""
+
+    def __init__(self, study: Study, ostudy: Any, limit: int) -> None:
+        self.study, self.ostudy, self.limit = study, ostudy, limit
+        self.claims = Claims(study.storage) if storage_file(study.storage) else None
+        self.stale = 0
+
+    def next_trial(self) -> Any:
+        """Under the storage's lock: fail stale trials, count, ask; None when the study is full."""
+        study, ostudy = self.study, self.ostudy
+        with storage_errors(study), worker_lock(study.storage, ostudy._storage, study.name):  # noqa: SLF001
+            if self._counted() >= self.limit:
+                return None
+            trial = ostudy.ask()
+            if self.claims is not None:
+                self.claims.claim(trial.number)
+            else:
+                trial.set_user_attr(WORKER_ATTR, [socket.gethostname(), os.getpid()])
+            return trial
+
+    def _counted(self) -> int:
+        """Trials that count, after failing stale ones; a COUNT query where the storage allows
+        (reading the trials themselves only when some are RUNNING)."""
+        from optuna.trial import TrialState
+
+        ostudy = self.ostudy
+        states = count_by_state(ostudy._storage, ostudy._study_id)  # noqa: SLF001
+        if states is not None and not states.get(TrialState.RUNNING):
+            return states.get(TrialState.COMPLETE, 0) + states.get(TrialState.PRUNED, 0)
+        trials = ostudy.get_trials(deepcopy=False)
+        stale = fail_stale(ostudy, trials, self.claims)
+        self.stale += stale
+        return counted(trials) - stale
+
+    def close(self) -> None:
+        if self.claims is not None:
+            self.claims.close()
+
+
+def worker_loop(study: Study, n_trials: int, worker: int = 0, progress: Any = None,
+                ostudy: Any = None) -> tuple[int, int]:
+    """Ask, evaluate, tell until the study holds n_trials; returns (trials made, stale failed)."""
+    ostudy = ostudy if ostudy is not None else open_study(study, worker)
+    objective = Objective(study)
+    with storage_errors(study):
+        objective.remember(ostudy.get_trials(deepcopy=False))
+    grid_size = _grid_size(study)
+    w = _Worker(study, ostudy, min(n_trials, grid_size) if grid_size else n_trials)
+    made = 0
+    try:
+        while not _Stop.requested:
+            trial = w.next_trial()
+            if trial is None:
+                break
+            _run_trial_or_fail(ostudy, objective, trial)
+            made += 1
+            if progress is not None:
+                progress(1)
+    finally:
+        w.close()
+    return made, w.stale
+
+
+def _run_trial_or_fail(ostudy: Any, objective: Objective, trial: Any) -> None:
+    """Run one trial; whatever goes wrong, the trial ends FAIL (never left RUNNING)."""
+    study = objective.study
+    try:
+        _run_trial(ostudy, objective, trial)
+    except _StorageFailure as exc:
+        _fail(ostudy, trial)
+        raise StudyError(f"storage {study.storage}: {exc}; trial {trial.number} was not stored "
+                         "(the next run marks it failed)", path=study.path) from None
+    except KeyboardInterrupt:
+        _fail(ostudy, trial)
+        raise
+    except ExplorerError as exc:
+        _fail(ostudy, trial)
+        raise exc.located(study.path) from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the evaluation ends the trial FAIL
+        _fail(ostudy, trial)
+        raise StudyError(f"trial {trial.number} failed at {dict(trial.params)}: {type(exc).__name__}: "
+                         f"{exc}; it is marked FAIL", path=study.path) from None
+
+
+class _StorageFailure(Exception):
+    """The storage refused a write of a trial that was evaluated."""
+
+
+def _fail(ostudy: Any, trial: Any) -> None:
     import optuna
 
-    ostudy = open_study(study, worker)
-    objective = Objective(study)
-    objective.remember(ostudy.get_trials(deepcopy=False))
-    grid_size = _grid_size(study)
-    limit = min(n_trials, grid_size) if grid_size else n_trials
-    made = 0
-    while not _Stop.requested:
-        with _lock(study):
-            if counted(ostudy.get_trials(deepcopy=False)) >= limit:
-                break
-            trial = ostudy.ask()
-            trial.set_user_attr(WORKER_ATTR, [socket.gethostname(), os.getpid()])
-        try:
-            _run_trial(ostudy, objective, trial)
-        except KeyboardInterrupt:
-            ostudy.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        made += 1
-        if progress is not None:
-            progress(1)
-    return made
+    with contextlib.suppress(Exception):  # the storage itself may be what failed (disk full)
+        ostudy.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 def _run_trial(ostudy: Any, objective: Objective, trial: Any) -> None:
@@ -284,19 +333,30 @@ def _run_trial(ostudy: Any, objective: Objective, trial: Any) -> None:
     values, label = objective.suggest(trial)
     metrics, first, key = objective.evaluate(values, label, trial.number)
     info: dict[str, Any] = {"target": label, "same_as": first, "key": [key[0], list(key[1])]}
+    study = objective.study
     if metrics is None:
         info["invalid"] = "a tensor dim is not a positive integer at these values"
-        trial.set_user_attr(ATTR, info)
-        ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        with _stored():
+            write_attrs(ostudy._storage, trial._trial_id, {ATTR: info}, {})  # noqa: SLF001
+            ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
-    study = objective.study
-    violations = [c.violation(metrics) for c in study.constraints]
+    violations = [float(c.violation(metrics)) for c in study.constraints]
     info.update(metrics=metrics, violations=violations, feasible=all(v <= 0 for v in violations))
-    trial.set_user_attr(ATTR, info)
-    if hasattr(trial, "set_constraint"):
-        for c, v in zip(study.constraints, violations):
-            trial.set_constraint(c.text, v)
-    ostudy.tell(trial, [metrics[o.metric] for o in study.objectives])
+    objectives = [metrics[o.metric] for o in study.objectives]
+    # The constraints go in the list form of Optuna's "constraints" system attribute, which
+    # TPE and NSGA-II read like Trial.set_constraint's; metrics and constraints: one commit.
+    system = {CONSTRAINTS_KEY: violations} if violations else {}
+    with _stored():
+        write_attrs(ostudy._storage, trial._trial_id, {ATTR: info}, system)  # noqa: SLF001
+        ostudy.tell(trial, objectives)
+
+
+@contextlib.contextmanager
+def _stored() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - storage backends raise many kinds
+        raise _StorageFailure(one_line(exc)) from exc
 
 
 def _grid_size(study: Study) -> int | None:
@@ -309,29 +369,34 @@ def _grid_size(study: Study) -> int | None:
 
 
 def run(study: Study, n_trials: int, workers: int = 1, show_progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the study up to n_trials; returns a summary."""
+    """Run (or resume) the study up to n_trials; returns a summary.
+
+    ``new`` counts the trials this command made (its workers), not what other processes sharing
+    the storage made meanwhile; ``trials`` is what the storage holds at the end.
+    """
     from optuna.trial import TrialState
 
     ostudy = open_study(study)
-    stale = fail_stale(ostudy)
-    before = counted(ostudy.get_trials(deepcopy=False))
+    with storage_errors(study):
+        before = counted(ostudy.get_trials(deepcopy=False))
     start = time.perf_counter()
     bar = _progress(n_trials, before, show_progress)
     try:
         with _graceful():
             if workers <= 1:
-                worker_loop(study, n_trials, 0, bar.update if bar else None)
+                made, stale = worker_loop(study, n_trials, 0, bar.update if bar else None, ostudy)
             else:
-                _run_workers(study, n_trials, workers, bar)
+                made, stale = _run_workers(study, n_trials, workers, bar)
             if _Stop.requested:
                 raise KeyboardInterrupt
     finally:
         if bar:
             bar.close()
-    trials = ostudy.get_trials(deepcopy=False)
+    with storage_errors(study):
+        trials = ostudy.get_trials(deepcopy=False)
     return {
         "trials": len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]),
-        "new": counted(trials) - before,
+        "new": made,
         "stale_failed": stale,
         "seconds": time.perf_counter() - start,
         "storage": study.storage,
@@ -347,12 +412,13 @@ def _progress(total: int, initial: int, show: bool) -> Any:
                 disable=not sys.stderr.isatty())
 
 
-def _run_workers(study: Study, n_trials: int, workers: int, bar: Any) -> None:
+def _run_workers(study: Study, n_trials: int, workers: int, bar: Any) -> tuple[int, int]:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, args=(study.path, study.storage, n_trials, k), daemon=False)
-             for k in range(workers)]
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(study.path, study.storage, n_trials, k, results),
+                         daemon=False) for k in range(workers)]
     for p in procs:
         p.start()
     ostudy = open_study(study)
@@ -372,15 +438,39 @@ def _run_workers(study: Study, n_trials: int, workers: int, bar: Any) -> None:
         for p in procs:
             p.kill()
         raise
+    return _collect(study, procs, results, forwarded)
+
+
+def _collect(study: Study, procs: list[Any], results: Any, forwarded: bool) -> tuple[int, int]:
+    """Sum what the workers made; the first error a worker met becomes this command's error."""
+    import queue
+
+    made = stale = 0
+    errors = []
+    for _ in procs:
+        try:
+            m, s, error = results.get(timeout=5)
+        except queue.Empty:
+            break
+        made, stale = made + m, stale + s
+        if error:
+            errors.append(error)
+    if errors:
+        raise StudyError(errors[0])
     failed = [p.exitcode for p in procs if p.exitcode and not forwarded]
     if failed:
         raise StudyError(f"{len(failed)} worker process(es) failed (exit codes {failed})", path=study.path)
+    return made, stale
 
 
-def _worker_main(path: str, storage: str, n_trials: int, worker: int) -> None:
+def _worker_main(path: str, storage: str, n_trials: int, worker: int, results: Any) -> None:
     from explorer.study.config import load_study
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards a stop request as SIGTERM
     signal.signal(signal.SIGTERM, _Stop.handler)
-    worker_loop(load_study(path, storage=storage), n_trials, worker)
-
+    try:
+        made, stale = worker_loop(load_study(path, storage=storage), n_trials, worker)
+    except ExplorerError as exc:
+        results.put((0, 0, str(exc)))
+        return
+    results.put((made, stale, None))
