@@ -278,8 +278,8 @@ def _data_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
-        elif not (isinstance(node, dict) and i == len(loc) - 1 and isinstance(part, str)):
-            continue
+        elif not (isinstance(node, dict) and i == len(loc) - 1 and isinstance(part, str) and part.isidentifier()):
+            continue  # a union tag or validator name (``function-after[...]``), not a key
         out.append(part)
     return tuple(out)
 
