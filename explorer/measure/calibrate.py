@@ -32,7 +32,6 @@ COMPUTE_KNOTS = {"conv_depthwise": 2.0, "conv_depthwise_strided": 1.0, "conv_den
 BYTES_PER_OCTAVE = 0.5
 ROTATE_BYTES = 64e6  # copies of a kernel's data cycled per timing: past a CPU's last-level cache
 NETWORKS = 36  # random networks timed layer by layer (eager calibration)
-FUSED_NETWORKS = 30  # random networks timed whole in ONNX Runtime (fused calibration)
 MIN_IN_CONTEXT = 12  # a class with fewer samples from the networks is also measured alone
 
 
@@ -251,6 +250,71 @@ def measure_network(doc: dict[str, Any], *, device: str, dtype: str, rounds: int
     return out
 
 
+def measure_network_ort(doc: dict[str, Any], *, dtype: str, threads: int, rounds: int) -> list[Measured]:
+    """A random network run whole in ONNX Runtime with its profiler on: each node's time (best of
+    the runs) goes to the fused kernel of the layer the node is named after (``/l12/Conv...``); a
+    layout reorder, named after no layer, goes to the kernel it feeds (ReorderInput) or follows."""
+    import json
+    import os
+    import re
+    import tempfile
+
+    import yaml
+
+    from explorer.analysis import analyze
+    from explorer.cost import Precision, exact, substitution
+    from explorer.hardware.kernels import kernel_metrics, plan
+    from explorer.measure.microbench import Bench
+    from explorer.measure.runtime import feeds, ort_session
+    from explorer.spec import loads_spec
+    from explorer.torch import to_module
+
+    spec = loads_spec(yaml.safe_dump(doc, sort_keys=False), path=f"<random {doc['name']}>")
+    result = analyze(spec, {}, Precision(dtype))
+    subs = substitution(result.model, result.values)
+    kernels = kernel_metrics(result.costs, plan(result.model, "fused"))
+    owner = {layer.path: i for i, km in enumerate(kernels) for layer in km.kernel.layers}
+    bridge = to_module(spec, {}, dtype=dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        session = ort_session(bridge, threads, profile=os.path.join(tmp, "ort"))
+        data = feeds(session, bridge.inputs)
+        for _ in range(2 + rounds):
+            session.run(None, data)
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
+    best: dict[str, float] = {}
+    order: list[str] = []
+    runs = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    for e in runs:
+        name = e["name"]
+        if name not in best:
+            order.append(name)
+            best[name] = float("inf")
+        best[name] = min(best[name], float(e["dur"]) * 1e-6)
+    times = [0.0] * len(kernels)
+    pending = 0.0
+    last: int | None = None
+    for name in order:
+        m = re.search(r"/(l\d+)/", name)
+        k = owner.get(m.group(1)) if m else None
+        if k is None:
+            if name.startswith("ReorderInput") or last is None:
+                pending += best[name]
+            else:
+                times[last] += best[name]
+            continue
+        times[k] += best[name] + pending
+        pending, last = 0.0, k
+    out = []
+    for km, t in zip(kernels, times):
+        if t <= 0:
+            continue
+        sample = Sample(float(exact(km.flops, subs)), float(exact(km.bytes, subs)), float(exact(km.key, subs)), t,
+                        f"{doc['name']}:{km.kernel.name}")
+        out.append(Measured(Bench(km.kernel.klass, sample.label, {}, {}), sample, 0.0))
+    return out
+
+
 def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", classes: Sequence[str] | None = None,
               scale: float = 1.0, rounds: int = 5, min_time_s: float = 0.01, seed: int = 0,
               runtime: str = "torch", progress: Callable[[int, int, str], None] | None = None) -> Calibration:
@@ -268,18 +332,19 @@ def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", cla
     measured: list[Measured] = []
     failed: list[tuple[str, str]] = []
     wanted = list(classes) if classes else None
-    nets = networks(max(3, round(NETWORKS * scale)), seed) if runtime == "torch" else []
+    nets = networks(max(3, round(NETWORKS * scale)), seed)
     for i, doc in enumerate(nets):
         if progress:
             progress(i, len(nets), f"random network {i + 1}/{len(nets)}")
-        rows = measure_network(doc, device=device, dtype=dtype, rounds=rounds)
+        rows = (measure_network(doc, device=device, dtype=dtype, rounds=rounds) if runtime == "torch" else
+                measure_network_ort(doc, dtype=dtype, threads=threads, rounds=rounds))
         measured += [m for m in rows if wanted is None or m.bench.klass in wanted]
     counts: dict[str, int] = {}
     for m in measured:
         counts[m.bench.klass] = counts.get(m.bench.klass, 0) + 1
     # classes the networks leave thin are measured alone (rotating their data past the caches)
     thin = [k for k in (wanted or KERNEL_CLASSES) if counts.get(k, 0) < MIN_IN_CONTEXT * min(scale, 1.0)
-            or runtime != "torch"]
+            and not (runtime != "torch" and k == "view")]
     grid = list(benches(thin, scale=scale, seed=seed, fused=runtime != "torch")) if thin else []
     for i, b in enumerate(grid):
         if progress:
@@ -295,9 +360,6 @@ def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", cla
     if not fits:
         raise ExplorerError("calibration measured nothing: every microbenchmark failed "
                             f"(first: {failed[0][1] if failed else 'none ran'})")
-    if runtime != "torch" and not classes:
-        nets = networks(max(4, round(FUSED_NETWORKS * scale)), seed + 1)
-        fits = in_context_scales(fits, nets, dtype=dtype, threads=threads, rounds=rounds, progress=progress)
     clock = "thread CPU time" if device == "cpu" and threads == 1 else ("CUDA events" if device == "cuda" else
                                                                         "wall time")
     cal = Calibration(name, kind, torch.__version__, dtype, threads, clock,
@@ -308,71 +370,6 @@ def calibrate(*, device: str = "cpu", threads: int = 1, dtype: str = "fp32", cla
     cal.bandwidth = max((s.bytes / s.seconds for s in large), default=0.0)
     cal.capacity = _capacity(device)
     return cal
-
-
-def in_context_scales(fits: dict[str, Fit], nets: list[dict[str, Any]], *, dtype: str, threads: int, rounds: int,
-                      progress: Callable[[int, int, str], None] | None = None) -> dict[str, Fit]:
-    """Scale each class's fitted law by the factor that best explains whole random networks run in
-    ONNX Runtime, where a single-kernel benchmark cannot see the fused kernel's context.
-
-    Each network gives one equation: measured = sum over classes of s_c x (the class's predicted
-    time in that network); the s_c are fitted by non-negative least squares on relative residuals,
-    pulled towards 1 by a small penalty (a class seldom seen keeps about its own fit).
-    """
-    import numpy as np
-    import yaml
-
-    from explorer.analysis import analyze
-    from explorer.cost import Precision
-    from explorer.hardware.execution import ClassTiming, Curve, ExecutionModel
-    from explorer.hardware.predict import place
-    from explorer.hardware.profile import Device
-    from explorer.measure.fit import nnls
-    from explorer.measure.runtime import ort_call
-    from explorer.measure.timing import time_callable
-    from explorer.spec import loads_spec
-    from explorer.torch import to_module
-
-    default = fits[max(fits, key=lambda k: fits[k].samples)].timing
-    model = ExecutionModel("fused", "sum", {k: f.timing for k, f in fits.items()}, default, measured=True,
-                           dtype=dtype)
-    device = Device("calibrating", "calibrating", "cpu", "", {dtype: 1.0}, 1.0, 1.0, 1.0, 1.0, 0.0, {}, "")
-    names = list(fits)
-    rows, measured = [], []
-    for i, doc in enumerate(nets):
-        if progress:
-            progress(i, len(nets), f"random network {i + 1}/{len(nets)} in ONNX Runtime")
-        spec = loads_spec(yaml.safe_dump(doc, sort_keys=False), path=f"<random {doc['name']}>")
-        pred = place(analyze(spec, {}, Precision(dtype)), device, model)
-        per_class = dict.fromkeys(names, 0.0)
-        for k in pred.kernels:
-            per_class[k.klass if k.klass in per_class else names[0]] += k.time_s
-        try:
-            call = ort_call(to_module(spec, {}, dtype=dtype), threads)
-        except ExplorerError:
-            continue
-        t = time_callable(call, rounds=rounds, min_time_s=0.02).best_s
-        rows.append([per_class[n] / t for n in names])
-        measured.append(t)
-    if len(rows) < 3:
-        return fits
-    a = np.array(rows)
-    weight = 0.3  # pull towards 1 relative to one network's equation
-    a = np.vstack([a, weight * np.eye(len(names))])
-    b = np.concatenate([np.ones(len(rows)), weight * np.ones(len(names))])
-    scales = nnls(a, b)
-    out: dict[str, Fit] = {}
-    for name, scale in zip(names, scales):
-        f = fits[name]
-        t = f.timing
-
-        def scaled(c: Curve | None, s: float = float(scale)) -> Curve | None:
-            return None if c is None else Curve(c.at, tuple(v * s for v in c.seconds))
-
-        timing = ClassTiming(t.overhead_s * scale, scaled(t.per_flop), scaled(t.per_byte), t.source)
-        note = f"; scaled x{scale:.3f} to fit {len(rows)} random networks run whole"
-        out[name] = Fit(timing, f.samples, f.dropped, f.mape, f.max_error, f.residuals, note)
-    return out
 
 
 def fit_all(measured: list[Measured]) -> dict[str, Fit]:

@@ -27,7 +27,7 @@ def check_runtime(runtime: str, device: str = "cpu") -> None:
         raise ExplorerError("the onnxruntime runtime is timed on the CPU provider only: use --device cpu")
 
 
-def ort_session(bridge: Any, threads: int = 1) -> Any:
+def ort_session(bridge: Any, threads: int = 1, profile: str | None = None) -> Any:
     """An ONNX Runtime session of the bridged module, every graph optimization enabled."""
     try:
         import onnxruntime as ort
@@ -50,6 +50,9 @@ def ort_session(bridge: Any, threads: int = 1) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if profile:  # per-node times of the optimized graph (JSON), for calibration in context
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
     return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
