@@ -9,6 +9,7 @@ tensors (``parameter``) are weights, counted once in ``weight_bytes``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import sympy
@@ -22,10 +23,29 @@ ZERO = sympy.Integer(0)
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """One allocation: its bytes (0 when its producer does not run) and its life, in steps."""
+
+    size: Any
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
 class MemoryProfile:
     weight_bytes: Any
-    live: list[Any]  # live activation bytes while each layer of model.layers runs
-    steps: list[str]  # layer paths, same order
+    steps: list[str]  # layer paths, in execution order
+    buffers: tuple[Buffer, ...]  # buffer b is live at steps first..last
+    gates: tuple[Any, ...]  # per step: the layer's multiplicity (a step with count 0 holds nothing)
+
+    @cached_property
+    def live(self) -> list[Any]:
+        """Live activation bytes while each step runs (sums of the buffers live then)."""
+        live = []
+        for step, gate in enumerate(self.gates):
+            total = sympy.Add(*(b.size for b in self.buffers if b.first <= step <= b.last))
+            live.append(_gated(total, gate))
+        return live
 
     def peak(self) -> Any:
         """Weights + the largest live set (closed form: an unevaluated Max over the steps)."""
@@ -76,11 +96,9 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
         b = buffer_of.get(ref)
         if b is not None:
             last[b] = end
-    live = []
-    for step, layer in enumerate(model.layers):
-        total = sympy.Add(*(size[b] for b in range(len(size)) if first[b] <= step <= last[b]))
-        live.append(_gated(total, layer.count))
-    return MemoryProfile(weights * precision.weight_bytes, live, [layer.path for layer in model.layers])
+    buffers = tuple(Buffer(*row) for row in zip(size, first, last))
+    return MemoryProfile(weights * precision.weight_bytes, [layer.path for layer in model.layers],
+                         buffers, tuple(layer.count for layer in model.layers))
 
 
 def _gated(value: Any, count: Any) -> Any:

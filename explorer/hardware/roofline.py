@@ -70,11 +70,12 @@ class Roofline:
         moved = self.costs.totals["bytes_read"] + self.costs.totals["bytes_written"]
         latency = sympy.Add(*(t.time_s for t in self.layers))
         peak_memory = self.memory.peak()
+        idle = latency == 0  # nothing computes or moves (an identity-only model)
         return {
             "latency_s": latency,
-            "throughput_per_s": self.batch / latency,
-            "utilization": flops / latency / self.peak,
-            "arithmetic_intensity": flops / moved,
+            "throughput_per_s": sympy.oo if idle else self.batch / latency,
+            "utilization": ZERO if idle else flops / latency / self.peak,
+            "arithmetic_intensity": ZERO if moved == 0 else flops / moved,
             "weight_bytes": self.memory.weight_bytes,
             "peak_memory_bytes": peak_memory,
         }
@@ -92,6 +93,44 @@ class Roofline:
     def ridge_point(self) -> float:
         """FLOP/byte at which achievable compute and bandwidth meet."""
         return self.compute_rate / self.memory_rate
+
+
+@dataclass
+class LayerArrays:
+    """Per-layer numbers over configurations, each of shape (n_layers, n) (or broadcastable to it).
+
+    Values are per instance of a layer; ``count`` is its multiplicity (repeats, ``when``).
+    ``works[l]`` is False for layers that neither compute nor move data (views, no-ops).
+    """
+
+    ops: list[str]
+    works: Any  # (n_layers,) bool
+    count: Any
+    flops: Any
+    macs: Any
+    act_read_bytes: Any  # float activations read
+    weight_read_bytes: Any
+    int_read_bytes: Any  # integer inputs (token ids) read
+    written_bytes: Any
+    out_numel: Any
+
+
+def layer_times(target: Any, a: LayerArrays) -> Any:
+    """Seconds per layer, (n_layers, n): the roofline of :class:`Roofline`, on numpy arrays.
+
+    ``count * (max(flops / compute_rate, bytes / memory_rate) + launch_overhead)``, the overhead only
+    for layers that work. ``target`` has ``device`` and ``dtype``. The evaluator of studies and
+    sweeps sums these over layers: this is the one function to replace for another latency model.
+    """
+    import numpy as np
+
+    device = target.device
+    compute_rate = device.peak_for(target.dtype) * device.compute_efficiency
+    memory_rate = device.bandwidth * device.bandwidth_efficiency
+    moved = a.act_read_bytes + a.weight_read_bytes + a.int_read_bytes + a.written_bytes
+    busy = np.maximum(a.flops / compute_rate, moved / memory_rate)
+    overhead = np.where(np.asarray(a.works, dtype=bool), device.launch_overhead, 0.0)
+    return a.count * (busy + overhead.reshape((-1,) + (1,) * (np.ndim(busy) - 1)))
 
 
 def _max(a: Any, b: Any) -> Any:

@@ -56,7 +56,7 @@ def sweep(study: Study, evaluators: dict[str, Evaluator] | None = None) -> Sweep
     evaluators = evaluators if evaluators is not None else {}
     parts = []
     for target in study.targets:
-        ev = evaluators.get(target.label) or Evaluator(study.spec, target)
+        ev = evaluators.get(target.label) or Evaluator(study.spec, target, fixed=study.fixed, searched=list(grid))
         evaluators[target.label] = ev
         parts.append(_sweep_target(study, ev, target, grid))
     columns = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}

@@ -1,0 +1,252 @@
+"""One built graph on one target, compiled to a numpy program and evaluated layer by layer.
+
+Every per-layer quantity (FLOPs, MACs, bytes read and written, multiplicity, output numel), every
+buffer of the memory profile and every tensor dim is a register of one :class:`Program`: each
+distinct subexpression is computed once, as an array over architectures. Nothing is simplified.
+
+When every quantity is of degree <= 1 in ``batch`` (the usual case: sizes scale with the batch,
+``batch`` never sits inside a floor or a min), the program runs once per distinct *architecture*
+(the other variables) at ``batch = 0`` and ``batch = 1``, giving ``x = x1 * batch + x0``; the
+per-configuration stage is then linear algebra on (layers, configurations) arrays, in chunks.
+Otherwise ``batch`` is one more architecture variable.
+
+Latency comes from one function, :func:`explorer.hardware.roofline.layer_times`, on per-layer
+arrays; peak memory is weights plus the largest live set, the live sets summed exactly from the
+buffers' lifetimes (a difference array and a cumulative sum over steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+
+from explorer.cost import Precision, traffic
+from explorer.graph import Model
+from explorer.hardware.memory import memory_profile
+from explorer.hardware.roofline import LayerArrays, layer_times
+from explorer.ops.base import numel
+from explorer.study.program import Program
+
+FIELDS = ("count", "flops", "macs", "params", "act_read_bytes", "weight_read_bytes", "int_read_bytes",
+          "written_bytes", "out_numel")
+TOTALS = ("params", "macs", "flops", "bytes_read", "bytes_written")
+CHUNK = 1 << 21  # elements of one (layers, configurations) block
+
+
+@dataclass
+class _Regs:
+    """Register indices of what the evaluation reads."""
+
+    layers: dict[str, list[int]]  # field -> one register per layer
+    sizes: list[int]  # buffer bytes
+    gates: list[int]  # per step: multiplicity
+    dims: list[int]
+    weight_bytes: int
+    samples: int
+
+
+class CompiledModel:
+    """All study metrics of one built graph on one target, as arrays over configurations."""
+
+    def __init__(self, model: Model, target: Any) -> None:
+        self.target = target
+        self.peak = target.device.peak_for(target.dtype)
+        precision = Precision(target.dtype, target.weight_dtype)
+        symbols = model.symbols
+        self.batch = symbols.get("batch") if "batch" not in model.bound else None
+        self.names = list(symbols)
+        self.program = Program([symbols[n] for n in self.names], self.batch)
+        self.dims_program = Program([symbols[n] for n in self.names], self.batch)
+        self.ops = [layer.op for layer in model.layers]
+        self.works = np.array([layer.cost.moves_data or layer.cost.flops != 0 for layer in model.layers], dtype=bool)
+        self.regs = self._registers(model, precision)
+        self.dim_regs = [self.dims_program.add(d) for d in _distinct_dims(model)]
+        self.buffer_first = np.array([b.first for b in self._memory.buffers], dtype=np.intp)
+        self.buffer_last = np.array([b.last for b in self._memory.buffers], dtype=np.intp)
+        used = [r for regs in self.regs.layers.values() for r in regs] + self.regs.sizes + self.regs.gates + \
+            self.regs.dims + [self.regs.weight_bytes, self.regs.samples]
+        deg = self.program.degree
+        self.split = self.batch is not None and all(deg[r] in (0, 1) for r in used) and \
+            all(deg[r] == 0 for r in self.regs.layers["count"] + self.regs.gates)
+        self.arch_names = [n for n in self.names if not (self.split and n == "batch")]
+
+    def _registers(self, model: Model, precision: Precision) -> _Regs:
+        p = self.program
+        act, wb = precision.act_bytes, precision.weight_bytes
+        layers: dict[str, list[int]] = {f: [] for f in FIELDS}
+        for layer in model.layers:
+            t = traffic(model, layer)
+            row = {"count": layer.count, "flops": layer.cost.flops, "macs": layer.cost.macs,
+                   "params": layer.cost.params, "act_read_bytes": t.act_read * act,
+                   "weight_read_bytes": t.weight_read * wb, "int_read_bytes": t.int_read_bytes,
+                   "written_bytes": t.act_write * act,
+                   "out_numel": sympy.Add(*(numel(s) for s in layer.out_shapes))}
+            for f in FIELDS:
+                layers[f].append(p.add(row[f]))
+        self._memory = memory_profile(model, precision)
+        lead = next(iter(model.inputs.values())).shape[0]
+        samples = model.bound.get("batch", model.symbols["batch"]) if "batch" in model.symbols else lead
+        return _Regs(layers, [p.add(b.size) for b in self._memory.buffers],
+                     [p.add(g) for g in self._memory.gates], [p.add(d) for d in _distinct_dims(model)],
+                     p.add(self._memory.weight_bytes), p.add(samples))
+
+    # -- keys -------------------------------------------------------------------------------------
+    def dims(self, values: Mapping[str, Any]) -> tuple[float, ...]:
+        """Every distinct tensor dim at one configuration (the architecture's identity)."""
+        regs = self.dims_program.run([float(values[n]) for n in self.names])
+        return tuple(float(regs[r]) for r in self.dim_regs)
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def evaluate(self, values: Mapping[str, Any], n: int) -> tuple[dict[str, Any], Any]:
+        """Flat arrays of n configurations -> (metrics, valid mask)."""
+        arch = np.stack([np.broadcast_to(np.asarray(values[a], dtype=np.float64), (n,)) for a in self.arch_names],
+                        axis=1) if self.arch_names else np.zeros((n, 0))
+        uniq, inverse = unique_rows(arch)
+        batch = np.broadcast_to(np.asarray(values.get("batch", 0.0), dtype=np.float64), (n,)) if self.split \
+            else np.zeros(n)
+        stage = self._arch_stage(uniq)
+        return self._config_stage(stage, inverse, batch)
+
+    def _arch_stage(self, uniq: Any) -> dict[str, Any]:
+        """Per architecture: every register's (x1, x0), stacked per kind."""
+        u = uniq.shape[0]
+        cols = {a: uniq[:, j] for j, a in enumerate(self.arch_names)}
+        if self.split:
+            args = [np.concatenate([np.zeros(u), np.ones(u)]) if a == "batch" else np.tile(cols[a], 2)
+                    for a in self.names]
+        else:
+            args = [cols[a] for a in self.names]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            regs = self.program.run(args)
+
+        def pair(idx: list[int]) -> tuple[Any, Any]:
+            m = len(idx)
+            if not self.split:
+                full = _stack([regs[r] for r in idx], u)
+                return np.zeros((m, u)), full
+            full = _stack([regs[r] for r in idx], 2 * u)
+            x0 = full[:, :u]
+            return full[:, u:] - x0, x0
+
+        out = {f: pair(rs) for f, rs in self.regs.layers.items()}
+        out["sizes"] = pair(self.regs.sizes)
+        out["gates"] = pair(self.regs.gates)
+        out["dims"] = pair(self.regs.dims)
+        out["weight_bytes"] = pair([self.regs.weight_bytes])
+        out["samples"] = pair([self.regs.samples])
+        return out
+
+    def _config_stage(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[dict[str, Any], Any]:
+        count = st["count"][1]  # degree 0 in batch
+        res: dict[str, Any] = {}
+        for name, f in (("params", "params"), ("macs", "macs"), ("flops", "flops")):
+            res[name] = _total(count, st[f], inverse, batch)
+        read = tuple(st["act_read_bytes"][k] + st["weight_read_bytes"][k] + st["int_read_bytes"][k] for k in (0, 1))
+        res["bytes_read"] = _total(count, read, inverse, batch)
+        res["bytes_written"] = _total(count, st["written_bytes"], inverse, batch)
+        res["weight_bytes"] = _line(st["weight_bytes"], inverse, batch)[0]
+        samples = _line(st["samples"], inverse, batch)[0]
+        valid = _positive_integers(st["dims"], inverse, batch) & _positive_integers(
+            (np.zeros_like(count), count + 1), inverse, batch)
+        latency, live = self._per_config(st, inverse, batch)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res["bytes"] = res["bytes_read"] + res["bytes_written"]
+            res["latency"] = latency
+            res["throughput"] = samples / latency
+            res["utilization"] = res["flops"] / latency / self.peak
+            res["intensity"] = res["flops"] / res["bytes"]
+            res["peak_memory"] = res["weight_bytes"] + live
+            res["macs_per_sample"] = res["macs"] / samples
+            res["flops_per_sample"] = res["flops"] / samples
+        valid &= np.isfinite(latency) & (latency > 0)
+        return res, valid
+
+    def _per_config(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[Any, Any]:
+        """Latency (sum of layer_times) and the largest live set, per configuration, in chunks."""
+        live1, live0 = self._live(st)
+        n = len(inverse)
+        n_rows = max(len(self.ops), live0.shape[0], 1)
+        step = max(1, CHUNK // n_rows)
+        latency, live = np.empty(n), np.empty(n)
+        for lo in range(0, n, step):
+            idx, b = inverse[lo:lo + step], batch[lo:lo + step]
+            arrays = LayerArrays(self.ops, self.works, *(_expand(st[f], idx, b) for f in FIELDS if f != "params"))
+            latency[lo:lo + step] = layer_times(self.target, arrays).sum(axis=0) if self.ops else 0.0
+            live[lo:lo + step] = (live1[:, idx] * b + live0[:, idx]).max(axis=0) if live0.shape[0] else 0.0
+        return latency, live
+
+    def _live(self, st: dict[str, Any]) -> tuple[Any, Any]:
+        """Live bytes per step and architecture, (x1, x0) each (steps, U): buffers summed over their lives."""
+        steps = len(self.regs.gates)
+        gate = st["gates"][1] > 0
+        out = []
+        for sizes in st["sizes"]:
+            diff = np.zeros((steps + 1, sizes.shape[1]))
+            np.add.at(diff, self.buffer_first, sizes)
+            np.add.at(diff, self.buffer_last + 1, -sizes)
+            out.append(np.where(gate, np.cumsum(diff, axis=0)[:steps], 0.0))
+        return out[0], out[1]
+
+
+def _stack(rows: list[Any], n: int) -> Any:
+    if not rows:
+        return np.zeros((0, n))
+    return np.stack([np.broadcast_to(np.asarray(r, dtype=np.float64), (n,)) for r in rows])
+
+
+def _expand(xs: tuple[Any, Any], idx: Any, b: Any) -> Any:
+    x1, x0 = xs
+    return x1[:, idx] * b + x0[:, idx]
+
+
+def _line(xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
+    return xs[0][:, inverse] * batch + xs[1][:, inverse]
+
+
+def _total(count: Any, xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
+    """sum over layers of count * (x1 batch + x0): summed per architecture first."""
+    return (count * xs[0]).sum(axis=0)[inverse] * batch + (count * xs[1]).sum(axis=0)[inverse]
+
+
+def _positive_integers(xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
+    x1, x0 = xs
+    const = ~np.any(x1 != 0, axis=1)  # dims that do not grow with the batch: checked per architecture
+    arch_ok = np.all((x0[const] >= 1) & (x0[const] == np.floor(x0[const])), axis=0)
+    ok = arch_ok[inverse]
+    for k in np.nonzero(~const)[0]:
+        v = x1[k][inverse] * batch + x0[k][inverse]
+        ok &= (v >= 1) & (v == np.floor(v))
+    return ok
+
+
+def unique_rows(flat: Any) -> tuple[Any, Any]:
+    """Unique rows and the inverse index, via per-column codes (much faster than unique(axis=0))."""
+    n, k = flat.shape
+    if k == 0:
+        return np.zeros((1, 0)), np.zeros(n, dtype=np.intp)
+    code = np.zeros(n, dtype=np.int64)
+    span = 1
+    for j in range(k):
+        _, col = np.unique(flat[:, j], return_inverse=True)
+        span *= int(col.max()) + 1
+        if span >= 2**62:  # too many combinations for one int64 code
+            uniq, inverse = np.unique(flat, axis=0, return_inverse=True)
+            return uniq, inverse.ravel()
+        code = code * (int(col.max()) + 1) + col.ravel()
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    return flat[first], inverse.ravel()
+
+
+def _distinct_dims(model: Model) -> list[Any]:
+    """Every distinct non-constant tensor dim of the graph (and inner sizes an op checks)."""
+    seen: dict[Any, None] = {}
+    for layer in [*model.inputs.values(), *model.layers]:
+        for shape in [*layer.out_shapes, layer.cost.checks]:
+            for d in shape:
+                if not d.is_number:
+                    seen.setdefault(d)
+    return list(seen)
