@@ -91,17 +91,19 @@ class Evaluator:
         except SpecError as exc:
             first = exc
         defaults = {n: self.spec.variables[n].default for n in self.searched}
-        for name in self.searched:
-            try:
-                build(self.spec, {**self.bound, name: defaults[name]})
-                return [name]
-            except SpecError:
-                continue
         try:
             build(self.spec, {**self.bound, **defaults})
         except SpecError:
             raise first from None
-        return list(self.searched)
+        structural = list(self.searched)
+        for name in self.searched:  # free every variable the graph can keep symbolic
+            trial = [n for n in structural if n != name]
+            try:
+                build(self.spec, {**self.bound, **{n: defaults[n] for n in trial}})
+            except SpecError:
+                continue
+            structural = trial
+        return structural
 
     def compiled(self, structure: tuple[float, ...]) -> CompiledModel | ExplorerError:
         """The compiled graph for these values of the structural variables (built once)."""

@@ -81,9 +81,9 @@ def _power(n: int) -> Callable[[Any], Any]:
 
 
 def _piecewise(*args: Any) -> Any:
-    """args: e0, c0, e1, c1, ..., else (the last pair's condition is True)."""
-    out = args[-1]
-    for k in range(len(args) - 3, -1, -2):
+    """args: e0, c0, e1, c1, ...: the first ei whose ci holds (sympy ends with a True condition)."""
+    out = args[-2]
+    for k in range(len(args) - 4, -1, -2):
         out = np.where(args[k + 1], args[k], out)
     return out
 
