@@ -101,15 +101,23 @@ class CompiledModel:
         return tuple(float(regs[r]) for r in self.dim_regs)
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def evaluate(self, values: Mapping[str, Any], n: int) -> tuple[dict[str, Any], Any]:
-        """Flat arrays of n configurations -> (metrics, valid mask)."""
+    def evaluate(self, values: Mapping[str, Any], n: int) -> tuple[dict[str, Any], Any, Any]:
+        """Flat arrays of n configurations -> (metrics, valid mask, architecture ids)."""
         arch = np.stack([np.broadcast_to(np.asarray(values[a], dtype=np.float64), (n,)) for a in self.arch_names],
                         axis=1) if self.arch_names else np.zeros((n, 0))
         uniq, inverse = unique_rows(arch)
         batch = np.broadcast_to(np.asarray(values.get("batch", 0.0), dtype=np.float64), (n,)) if self.split \
             else np.zeros(n)
         stage = self._arch_stage(uniq)
-        return self._config_stage(stage, inverse, batch)
+        metrics, valid = self._config_stage(stage, inverse, batch)
+        return metrics, valid, self._architectures(stage["dims"], inverse, batch)
+
+    def _architectures(self, dims: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
+        """An id per configuration, equal exactly when every tensor dim is (the architecture)."""
+        table = np.concatenate(dims, axis=0).T  # (U, 2 * dims)
+        _, cls = unique_rows(table)
+        rows = np.stack([cls[inverse].astype(np.float64), batch], axis=1)
+        return unique_rows(rows)[1]
 
     def _arch_stage(self, uniq: Any) -> dict[str, Any]:
         """Per architecture: every register's (x1, x0), stacked per kind."""

@@ -136,6 +136,12 @@ class Evaluator:
 
     def vector(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
         """Arrays of configurations (broadcast together) -> (metrics, valid mask), each of that shape."""
+        metrics, valid, _ = self.evaluate(values)
+        return metrics, valid
+
+    def evaluate(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+        """Like :meth:`vector`, plus an architecture id per configuration (equal ids: equal tensor
+        dims and structure, i.e. one architecture at one batch)."""
         arrays = {k: np.asarray(values[k], dtype=np.float64) for k in self.spec.variables if k in values}
         missing = [k for k in self.searched if k not in arrays]
         if missing:
@@ -147,6 +153,8 @@ class Evaluator:
             flat[k] = np.full(n, float(v))
         metrics = {m: np.full(n, np.nan) for m in METRICS}
         valid = np.zeros(n, dtype=bool)
+        arch = np.full(n, -1, dtype=np.int64)
+        offset = 0
         columns = np.stack([flat[k] for k in self.structural], axis=1) if self.structural else np.zeros((n, 0))
         uniq, inverse = unique_rows(columns)
         for k, row in enumerate(uniq):
@@ -156,11 +164,13 @@ class Evaluator:
             idx = np.nonzero(inverse == k)[0] if len(uniq) > 1 else slice(None)
             part = {name: col[idx] for name, col in flat.items()}
             size = n if len(uniq) == 1 else len(idx)  # type: ignore[arg-type]
-            res, ok = model.evaluate(part, size)
+            res, ok, ids = model.evaluate(part, size)
             for m in METRICS:
                 metrics[m][idx] = res[m]
             valid[idx] = ok
-        return {m: v.reshape(shape) for m, v in metrics.items()}, valid.reshape(shape)
+            arch[idx] = ids + offset
+            offset += int(ids.max()) + 1 if len(ids) else 0
+        return {m: v.reshape(shape) for m, v in metrics.items()}, valid.reshape(shape), arch.reshape(shape)
 
 
 def _number(v: float) -> Any:
