@@ -72,15 +72,32 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
         first.append(step)
         last.append(step)
 
+    step_of = {layer.path: k for k, layer in enumerate(model.layers)}
+
+    def read(ref: Ref, step: int) -> None:
+        """``ref`` is read at ``step``; when its producer may not run (a repeat representative of
+        count n - 1, a ``when``), the tensor it passes through instead lives on to here too."""
+        b = buffer_of.get(ref)
+        if b is not None:
+            last[b] = max(last[b], step)
+        gate: Any = sympy.Integer(1)
+        node = model.nodes[ref.node]
+        while node.inputs and not getattr(node.count, "is_number", True):
+            gate = gate * sympy.Piecewise((sympy.Integer(1), sympy.Eq(node.count, 0)), (ZERO, True))
+            src = buffer_of.get(node.inputs[0])
+            if src is not None and last[src] < step:
+                size.append(size[src] * gate)
+                first.append(last[src] + 1)
+                last.append(step)
+            node = model.nodes[node.inputs[0].node]
+
     for name, layer in model.inputs.items():
         new_buffer(Ref(name), layer.shape, layer.out_dtype, 0, sympy.Integer(1))
     weights = ZERO
     for step, layer in enumerate(model.layers):
         weights += layer.count * (layer.cost.params + layer.cost.buffers)
         for ref in layer.inputs:
-            b = buffer_of.get(ref)
-            if b is not None:
-                last[b] = max(last[b], step)
+            read(ref, step)
         if layer.op == "parameter":
             continue  # a weight, not an activation
         if not layer.cost.moves_data and layer.inputs:
@@ -93,9 +110,7 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
             new_buffer(Ref(layer.path, k), shape, layer.out_dtype, step, layer.count)
     end = len(model.layers) - 1
     for ref in model.outputs:
-        b = buffer_of.get(ref)
-        if b is not None:
-            last[b] = end
+        read(ref, end)
     buffers = tuple(Buffer(*row) for row in zip(size, first, last))
     return MemoryProfile(weights * precision.weight_bytes, [layer.path for layer in model.layers],
                          buffers, tuple(layer.count for layer in model.layers))
