@@ -73,6 +73,26 @@ class CompiledModel:
         self.split = self.batch is not None and all(deg[r] in (0, 1) for r in used) and \
             all(deg[r] == 0 for r in self.regs.layers["count"] + self.regs.gates)
         self.arch_names = [n for n in self.names if not (self.split and n == "batch")]
+        self._layout()
+
+    def _layout(self) -> None:
+        """Where each kind of register sits in the table the architecture stage fills."""
+        r = self.regs
+        kinds = {**r.layers, "sizes": r.sizes, "gates": r.gates, "dims": r.dims,
+                 "weight_bytes": [r.weight_bytes], "samples": [r.samples]}
+        order: list[int] = []
+        self._slices: dict[str, tuple[int, int]] = {}
+        for kind, regs in kinds.items():
+            self._slices[kind] = (len(order), len(order) + len(regs))
+            order += regs
+        self._unique = list(dict.fromkeys(order))
+        where = {reg: i for i, reg in enumerate(self._unique)}
+        self._position = np.array([where[reg] for reg in order], dtype=np.intp)
+        firsts, lasts = self.buffer_first, self.buffer_last + 1
+        self._first_order = np.argsort(firsts, kind="stable")
+        self._first_keys, self._first_starts = np.unique(firsts[self._first_order], return_index=True)
+        self._last_order = np.argsort(lasts, kind="stable")
+        self._last_keys, self._last_starts = np.unique(lasts[self._last_order], return_index=True)
 
     def _registers(self, model: Model, precision: Precision) -> _Regs:
         p = self.program
@@ -106,6 +126,8 @@ class CompiledModel:
         arch = np.stack([np.broadcast_to(np.asarray(values[a], dtype=np.float64), (n,)) for a in self.arch_names],
                         axis=1) if self.arch_names else np.zeros((n, 0))
         uniq, inverse = unique_rows(arch)
+        if 2 * len(uniq) > n:  # mostly distinct architectures: evaluate in place, no gathers later
+            uniq, inverse = arch, None
         batch = np.broadcast_to(np.asarray(values.get("batch", 0.0), dtype=np.float64), (n,)) if self.split \
             else np.zeros(n)
         stage = self._arch_stage(uniq)
@@ -114,10 +136,14 @@ class CompiledModel:
 
     def _architectures(self, dims: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
         """An id per configuration, equal exactly when every tensor dim is (the architecture)."""
-        table = np.concatenate(dims, axis=0).T  # (U, 2 * dims)
-        _, cls = unique_rows(table)
-        rows = np.stack([cls[inverse].astype(np.float64), batch], axis=1)
-        return unique_rows(rows)[1]
+        table = np.concatenate([d for d in dims if d is not None] + [np.zeros((1, dims[1].shape[1]))], axis=0)
+        _, cls = np.unique(_row_bytes(np.ascontiguousarray(table.T)), return_inverse=True)
+        code = _take(cls.ravel(), inverse).astype(np.int64)
+        if not self.split:
+            return code
+        _, ids = np.unique(code * (int(batch.max()) + 1) + batch.astype(np.int64), return_inverse=True) \
+            if batch.max() < 2**31 and code.max() < 2**31 else (None, unique_rows(np.stack([code, batch], 1))[1])
+        return ids.ravel()
 
     def _arch_stage(self, uniq: Any) -> dict[str, Any]:
         """Per architecture: every register's (x1, x0), stacked per kind."""
@@ -131,21 +157,19 @@ class CompiledModel:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             regs = self.program.run(args)
 
-        def pair(idx: list[int]) -> tuple[Any, Any]:
-            m = len(idx)
-            if not self.split:
-                full = _stack([regs[r] for r in idx], u)
-                return np.zeros((m, u)), full
-            full = _stack([regs[r] for r in idx], 2 * u)
-            x0 = full[:, :u]
-            return full[:, u:] - x0, x0
-
-        out = {f: pair(rs) for f, rs in self.regs.layers.items()}
-        out["sizes"] = pair(self.regs.sizes)
-        out["gates"] = pair(self.regs.gates)
-        out["dims"] = pair(self.regs.dims)
-        out["weight_bytes"] = pair([self.regs.weight_bytes])
-        out["samples"] = pair([self.regs.samples])
+        m = 2 * u if self.split else u
+        table = np.empty((len(self._unique), m))
+        for i, r in enumerate(self._unique):
+            table[i] = regs[r]
+        rows = table[self._position]  # (every register read, m)
+        if self.split:
+            x0 = rows[:, :u]
+            x1 = rows[:, u:] - x0
+        else:
+            x0, x1 = rows, None
+        out = {}
+        for kind, (lo, hi) in self._slices.items():
+            out[kind] = (None if x1 is None else x1[lo:hi], x0[lo:hi])
         return out
 
     def _config_stage(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[dict[str, Any], Any]:
@@ -153,7 +177,8 @@ class CompiledModel:
         res: dict[str, Any] = {}
         for name, f in (("params", "params"), ("macs", "macs"), ("flops", "flops")):
             res[name] = _total(count, st[f], inverse, batch)
-        read = tuple(st["act_read_bytes"][k] + st["weight_read_bytes"][k] + st["int_read_bytes"][k] for k in (0, 1))
+        read = tuple(None if st["act_read_bytes"][k] is None else
+                     st["act_read_bytes"][k] + st["weight_read_bytes"][k] + st["int_read_bytes"][k] for k in (0, 1))
         res["bytes_read"] = _total(count, read, inverse, batch)
         res["bytes_written"] = _total(count, st["written_bytes"], inverse, batch)
         res["weight_bytes"] = _line(st["weight_bytes"], inverse, batch)[0]
@@ -176,15 +201,15 @@ class CompiledModel:
     def _per_config(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[Any, Any]:
         """Latency (sum of layer_times) and the largest live set, per configuration, in chunks."""
         live1, live0 = self._live(st)
-        n = len(inverse)
+        n = len(batch)
         n_rows = max(len(self.ops), live0.shape[0], 1)
         step = max(1, CHUNK // n_rows)
         latency, live = np.empty(n), np.empty(n)
         for lo in range(0, n, step):
-            idx, b = inverse[lo:lo + step], batch[lo:lo + step]
+            idx, b = _columns(inverse, lo, step), batch[lo:lo + step]
             arrays = LayerArrays(self.ops, self.works, *(_expand(st[f], idx, b) for f in FIELDS if f != "params"))
             latency[lo:lo + step] = layer_times(self.target, arrays).sum(axis=0) if self.ops else 0.0
-            live[lo:lo + step] = (live1[:, idx] * b + live0[:, idx]).max(axis=0) if live0.shape[0] else 0.0
+            live[lo:lo + step] = _expand((live1, live0), idx, b).max(axis=0) if live0.shape[0] else 0.0
         return latency, live
 
     def _live(self, st: dict[str, Any]) -> tuple[Any, Any]:
@@ -193,9 +218,13 @@ class CompiledModel:
         gate = st["gates"][1] > 0
         out = []
         for sizes in st["sizes"]:
+            if sizes is None:
+                out.append(None)
+                continue
             diff = np.zeros((steps + 1, sizes.shape[1]))
-            np.add.at(diff, self.buffer_first, sizes)
-            np.add.at(diff, self.buffer_last + 1, -sizes)
+            if len(sizes):
+                diff[self._first_keys] += np.add.reduceat(sizes[self._first_order], self._first_starts, axis=0)
+                diff[self._last_keys] -= np.add.reduceat(sizes[self._last_order], self._last_starts, axis=0)
             out.append(np.where(gate, np.cumsum(diff, axis=0)[:steps], 0.0))
         return out[0], out[1]
 
@@ -206,29 +235,55 @@ def _stack(rows: list[Any], n: int) -> Any:
     return np.stack([np.broadcast_to(np.asarray(r, dtype=np.float64), (n,)) for r in rows])
 
 
+def _columns(inverse: Any, lo: int, step: int) -> Any:
+    """Which architecture columns configurations lo..lo+step read: a slice when they are in place,
+    one broadcast column when there is one architecture, else an index array."""
+    if inverse is None:
+        return slice(lo, lo + step)
+    part = inverse[lo:lo + step]
+    if len(part) and part[0] == part[-1] and not np.any(part != part[0]):
+        return slice(int(part[0]), int(part[0]) + 1)
+    return part
+
+
 def _expand(xs: tuple[Any, Any], idx: Any, b: Any) -> Any:
     x1, x0 = xs
+    if x1 is None:
+        return x0[:, idx]
     return x1[:, idx] * b + x0[:, idx]
 
 
 def _line(xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
-    return xs[0][:, inverse] * batch + xs[1][:, inverse]
+    return _expand(xs, slice(None) if inverse is None else inverse, batch)
+
+
+def _take(x: Any, inverse: Any) -> Any:
+    return x if inverse is None else x[inverse]
 
 
 def _total(count: Any, xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
     """sum over layers of count * (x1 batch + x0): summed per architecture first."""
-    return (count * xs[0]).sum(axis=0)[inverse] * batch + (count * xs[1]).sum(axis=0)[inverse]
+    x1, x0 = xs
+    out = _take((count * x0).sum(axis=0), inverse)
+    return out if x1 is None else out + _take((count * x1).sum(axis=0), inverse) * batch
 
 
 def _positive_integers(xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
     x1, x0 = xs
+    if x1 is None:
+        x1 = np.zeros_like(x0)
     const = ~np.any(x1 != 0, axis=1)  # dims that do not grow with the batch: checked per architecture
     arch_ok = np.all((x0[const] >= 1) & (x0[const] == np.floor(x0[const])), axis=0)
-    ok = arch_ok[inverse]
+    ok = _take(arch_ok, inverse)
     for k in np.nonzero(~const)[0]:
-        v = x1[k][inverse] * batch + x0[k][inverse]
+        v = _take(x1[k], inverse) * batch + _take(x0[k], inverse)
         ok &= (v >= 1) & (v == np.floor(v))
     return ok
+
+
+def _row_bytes(table: Any) -> Any:
+    """Each row of a C-contiguous 2-D array as one opaque value (rows compare as bytes)."""
+    return table.view(np.dtype((np.void, table.dtype.itemsize * table.shape[1]))).ravel()
 
 
 def unique_rows(flat: Any) -> tuple[Any, Any]:
