@@ -159,6 +159,7 @@ class Compiled:
             modules=[{"make_divisible": ex.make_divisible_numpy}, "numpy"],
             cse=True,
             docstring_limit=0,
+            dummify=True,  # a variable may be called floor, max, make_divisible...
         )
 
     def __call__(self, **values: Any) -> dict[str, np.ndarray]:

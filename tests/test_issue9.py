@@ -69,3 +69,118 @@ def test_sweep_and_study_run_succeed(path: Path, tmp_path: Path, run) -> None:
     code, out, err = run("study", "run", str(study), "--quiet")
     assert code == 0, err
     assert "20 trials in storage" in err
+
+
+def _torch_ceil_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    """torch's rule as written in aten (pooling_output_shape with ceil_mode)."""
+    out = -(-(size + 2 * p - d * (k - 1) - 1) // s) + 1
+    return out - 1 if (out - 1) * s >= size + p else out
+
+
+def test_ceil_mode_pool_size_equals_torch_rule() -> None:
+    import sympy
+
+    from explorer.ops.pooling import _ceil_out
+
+    x = sympy.Symbol("x")
+    for k in range(1, 6):
+        for s in range(1, 5):
+            for p in range(0, k // 2 + 1):
+                for d in (1, 2):
+                    e = _ceil_out(x, k, s, p, d)
+                    for size in range(max(1, d * (k - 1) + 1 - 2 * p), 40):
+                        assert int(e.xreplace({x: size})) == _torch_ceil_out(size, k, s, p, d), (size, k, s, p, d)
+
+
+def test_c2f_concat_over_instances_hand_count() -> None:
+    from explorer.analysis import analyze
+
+    spec = load_spec(CORPUS / "c2f.yaml")
+    for n, c, r in ((2, 32, 64), (3, 16, 32)):
+        h = c // 2
+        conv = lambda cin, cout, k: cin * cout * k * k + 2 * cout  # noqa: E731 - conv (no bias) + batchnorm
+        params = conv(c, 2 * h, 1) + n * 2 * conv(h, h, 3) + conv((2 + n) * h, c, 1)
+        macs = r * r * (c * 2 * h + n * 2 * h * h * 9 + (2 + n) * h * c)
+        result = analyze(spec, {"n": n, "c": c, "resolution": r})
+        assert result.totals["params"] == params
+        assert result.totals["macs"] == macs
+        cat = next(row for row in result.layers if row.name == "cat")
+        assert cat.output_shape == [1, (2 + n) * h, r, r]
+
+
+def test_instance_refs_errors(tmp_path: Path) -> None:
+    from explorer.errors import SpecError
+    from explorer.graph import build
+
+    text = (CORPUS / "c2f.yaml").read_text()
+    with pytest.raises(SpecError, match="needs the repeat count of 'm' to be a number"):
+        build(load_spec(CORPUS / "c2f.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace('"m.*"', '"cv1.*"'))
+    with pytest.raises(SpecError, match="'cv1' is not a repeated layer"):
+        build(load_spec(bad), {"n": 2})
+
+
+def test_structure_is_bound_or_built_per_value() -> None:
+    spec = load_spec(CORPUS / "densenet_style.yaml")
+    ev = Evaluator(spec, Target(load_device("t4"), "fp16"), fixed={"d2": 2}, searched=["d1", "growth"])
+    assert ev.structural == ["d1"]
+    metrics, valid = ev.vector({"d1": [1.0, 2.0, 2.0], "growth": [8.0, 8.0, 16.0]})
+    assert valid.all()
+    assert len(ev._models) == 2  # one graph per distinct d1  # noqa: SLF001
+    bools = Evaluator(load_spec(CORPUS / "variable_bool.yaml"), Target(load_device("t4"), "fp16"))
+    assert bools.structural == ["fused"]
+
+
+def test_identity_only_is_invalid_not_a_crash(run) -> None:
+    code, out, err = run("analyze", str(CORPUS / "identity_only.yaml"), "--hardware", "t4")
+    assert code == 0, err
+    ev = Evaluator(load_spec(CORPUS / "identity_only.yaml"), Target(load_device("t4"), "fp16"))
+    metrics, key = ev.scalar({"batch": 1})
+    assert metrics is None
+
+
+def test_formula_refuses_in_one_line_when_out_of_time() -> None:
+    from explorer.cost import Costs
+    from explorer.errors import SpecError
+    from explorer.graph import build
+
+    costs = Costs(build(load_spec(CORPUS / "googlenet_style.yaml")))
+    with pytest.raises(SpecError, match="does not simplify within"):
+        costs.formula("bytes_read", seconds=0.001)
+
+
+def test_formula_of_ceil_pool_chains(run) -> None:
+    for name in ("pool_chain", "googlenet_style", "squeezenet_style", "inception_style"):
+        code, out, err = run("formula", str(CORPUS / f"{name}.yaml"))
+        assert code == 0, err
+        assert out.startswith("macs = ")
+
+
+def test_sweep_counts_distinct_architectures(tmp_path: Path, run) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({
+        "name": "s", "spec": str(CORPUS / "searched_depth.yaml"), "hardware": "t4", "dtype": "fp16",
+        "search": {"width": {"type": "float", "low": 1.0, "high": 1.09, "step": 0.01},
+                   "batch": {"type": "categorical", "choices": [1, 2]}},
+        "objectives": [{"metric": "latency", "direction": "minimize"},
+                       {"metric": "params", "direction": "maximize"}],
+        "sampler": "exhaustive", "output": str(tmp_path / "out")}))
+    code, out, err = run("sweep", str(study), "-o", str(tmp_path / "f.csv"))
+    assert code == 0, err
+    # width 1.00..1.09: make_divisible(32 w, 8) = 32 throughout; make_divisible(64 w, 8) = 64 below
+    # w = 1.0625 and 72 from 1.07: 2 architectures per batch, 4 in all
+    assert "20 valid (4 distinct architectures)" in err
+    front = int(err.split(" = ")[1].split()[0])
+    assert front <= 4 and f"({front} rows)" in err
+
+
+def test_missed_part_of_the_front() -> None:
+    import numpy as np
+
+    from explorer.study.pareto import axis_gaps, missed
+
+    exact = np.array([[3.0, 1.0], [2.0, 2.0], [1.0, 3.0]])
+    found = np.array([[2.0, 2.0], [0.5, 2.5]])
+    assert missed(exact, found).tolist() == [True, False, True]
+    assert axis_gaps(exact, found).tolist() == [1.0, 0.5]
