@@ -95,24 +95,31 @@ class Roofline:
         return self.compute_rate / self.memory_rate
 
 
-@dataclass
 class LayerArrays:
     """Per-layer numbers over configurations, each of shape (n_layers, n) (or broadcastable to it).
 
     Values are per instance of a layer; ``count`` is its multiplicity (repeats, ``when``).
-    ``works[l]`` is False for layers that neither compute nor move data (views, no-ops).
+    ``works[l]`` is False for layers that neither compute nor move data (views, no-ops). Fields
+    are given as keywords, or computed on first access by ``fetch(name)`` (a latency model that
+    never reads ``macs`` does not pay for it).
     """
 
-    ops: list[str]
-    works: Any  # (n_layers,) bool
-    count: Any
-    flops: Any
-    macs: Any
-    act_read_bytes: Any  # float activations read
-    weight_read_bytes: Any
-    int_read_bytes: Any  # integer inputs (token ids) read
-    written_bytes: Any
-    out_numel: Any
+    FIELDS = ("count", "flops", "macs", "act_read_bytes", "weight_read_bytes", "int_read_bytes",
+              "written_bytes", "out_numel")
+
+    def __init__(self, ops: list[str], works: Any, fetch: Any = None, **values: Any) -> None:
+        unknown = set(values) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"unknown layer fields {sorted(unknown)}")
+        self.ops, self.works, self._fetch = ops, works, fetch
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str) -> Any:  # only called for fields not computed yet
+        if name in LayerArrays.FIELDS and self.__dict__.get("_fetch") is not None:
+            value = self._fetch(name)
+            setattr(self, name, value)
+            return value
+        raise AttributeError(name)
 
 
 def layer_times(target: Any, a: LayerArrays) -> Any:

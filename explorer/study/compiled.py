@@ -205,11 +205,13 @@ class CompiledModel:
         n_rows = max(len(self.ops), live0.shape[0], 1)
         step = max(1, CHUNK // n_rows)
         latency, live = np.empty(n), np.empty(n)
+        fields = {f: _trim(st[f]) for f in LayerArrays.FIELDS}
+        lives = _trim((live1, live0))
         for lo in range(0, n, step):
             idx, b = _columns(inverse, lo, step), batch[lo:lo + step]
-            arrays = LayerArrays(self.ops, self.works, *(_expand(st[f], idx, b) for f in FIELDS if f != "params"))
+            arrays = LayerArrays(self.ops, self.works, lambda f, idx=idx, b=b: _expand(fields[f], idx, b))
             latency[lo:lo + step] = layer_times(self.target, arrays).sum(axis=0) if self.ops else 0.0
-            live[lo:lo + step] = _expand((live1, live0), idx, b).max(axis=0) if live0.shape[0] else 0.0
+            live[lo:lo + step] = _expand(lives, idx, b).max(axis=0) if live0.shape[0] else 0.0
         return latency, live
 
     def _live(self, st: dict[str, Any]) -> tuple[Any, Any]:
@@ -246,10 +248,19 @@ def _columns(inverse: Any, lo: int, step: int) -> Any:
     return part
 
 
+def _trim(xs: tuple[Any, Any]) -> tuple[Any, Any]:
+    """(x1, x0) with a part that is zero everywhere replaced by None (skipped when expanding)."""
+    x1, x0 = xs
+    x1 = None if x1 is None or not x1.any() else x1
+    return x1, (None if x1 is not None and not x0.any() else x0)
+
+
 def _expand(xs: tuple[Any, Any], idx: Any, b: Any) -> Any:
     x1, x0 = xs
     if x1 is None:
         return x0[:, idx]
+    if x0 is None:
+        return x1[:, idx] * b
     return x1[:, idx] * b + x0[:, idx]
 
 
