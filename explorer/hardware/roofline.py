@@ -140,6 +140,11 @@ def layer_times(target: Any, a: LayerArrays) -> Any:
     return a.count * (busy + overhead.reshape((-1,) + (1,) * (np.ndim(busy) - 1)))
 
 
+# Each layer's time depends only on its own row (op, works and fields): the evaluator may then
+# compute identical rows once and weight them. A model with fusion across layers must not say so.
+layer_times.per_layer = True  # type: ignore[attr-defined]
+
+
 def _max(a: Any, b: Any) -> Any:
     if getattr(a, "is_number", False) and getattr(b, "is_number", False):
         return a if a >= b else b

@@ -74,6 +74,25 @@ class CompiledModel:
             all(deg[r] == 0 for r in self.regs.layers["count"] + self.regs.gates)
         self.arch_names = [n for n in self.names if not (self.split and n == "batch")]
         self._layout()
+        self._group_layers()
+
+    def _group_layers(self) -> None:
+        """Rows the latency function sees: identical layers once, with a weight, when it is per layer."""
+        n = len(self.ops)
+        if not getattr(layer_times, "per_layer", False):
+            self.rows, self.weights = np.arange(n), np.ones(n)
+            return
+        keys: dict[tuple[Any, ...], int] = {}
+        rows, weights = [], []
+        for layer in range(n):
+            key = (self.ops[layer], bool(self.works[layer]),
+                   *(self.regs.layers[f][layer] for f in LayerArrays.FIELDS))
+            if key not in keys:
+                keys[key] = len(rows)
+                rows.append(layer)
+                weights.append(0.0)
+            weights[keys[key]] += 1.0
+        self.rows, self.weights = np.array(rows, dtype=np.intp), np.array(weights)
 
     def _layout(self) -> None:
         """Where each kind of register sits in the table the architecture stage fills."""
@@ -205,12 +224,14 @@ class CompiledModel:
         n_rows = max(len(self.ops), live0.shape[0], 1)
         step = max(1, CHUNK // n_rows)
         latency, live = np.empty(n), np.empty(n)
-        fields = {f: _trim(st[f]) for f in LayerArrays.FIELDS}
-        lives = _trim((live1, live0))
+        rows = self.rows
+        fields = {f: _trim(tuple(None if x is None else x[rows] for x in st[f])) for f in LayerArrays.FIELDS}
+        lives = _trim(_useful_steps(live1, live0))
+        ops, works = [self.ops[r] for r in rows], self.works[rows]
         for lo in range(0, n, step):
             idx, b = _columns(inverse, lo, step), batch[lo:lo + step]
-            arrays = LayerArrays(self.ops, self.works, lambda f, idx=idx, b=b: _expand(fields[f], idx, b))
-            latency[lo:lo + step] = layer_times(self.target, arrays).sum(axis=0) if self.ops else 0.0
+            arrays = LayerArrays(ops, works, lambda f, idx=idx, b=b: _expand(fields[f], idx, b))
+            latency[lo:lo + step] = self.weights @ layer_times(self.target, arrays) if self.ops else 0.0
             live[lo:lo + step] = _expand(lives, idx, b).max(axis=0) if live0.shape[0] else 0.0
         return latency, live
 
@@ -246,6 +267,24 @@ def _columns(inverse: Any, lo: int, step: int) -> Any:
     if len(part) and part[0] == part[-1] and not np.any(part != part[0]):
         return slice(int(part[0]), int(part[0]) + 1)
     return part
+
+
+def _useful_steps(l1: Any, l0: Any) -> tuple[Any, Any]:
+    """The live-set lines (steps) that can be the largest: duplicates once; with few architectures,
+    lines another line dominates for every architecture (>= slope and >= intercept, batch >= 0) dropped."""
+    if l1 is None or l0.shape[0] == 0:
+        return l1, l0
+    u = l0.shape[1]
+    _, first = np.unique(np.ascontiguousarray(np.concatenate([l1, l0], axis=1)).view(
+        np.dtype((np.void, 16 * u))).ravel(), return_index=True)
+    keep = np.sort(first)
+    l1, l0 = l1[keep], l0[keep]
+    if u <= 16 and len(keep) <= 2048:
+        ge = np.all((l1[:, None, :] >= l1[None, :, :]) & (l0[:, None, :] >= l0[None, :, :]), axis=2)  # [j, i]
+        np.fill_diagonal(ge, False)
+        dominated = ge.any(axis=0)  # rows are unique, so a >= row differs somewhere: strictly better
+        l1, l0 = l1[~dominated], l0[~dominated]
+    return l1, l0
 
 
 def _trim(xs: tuple[Any, Any]) -> tuple[Any, Any]:
