@@ -134,10 +134,12 @@ def layer_times(target: Any, a: LayerArrays) -> Any:
     device = target.device
     compute_rate = device.peak_for(target.dtype) * device.compute_efficiency
     memory_rate = device.bandwidth * device.bandwidth_efficiency
-    moved = a.act_read_bytes + a.weight_read_bytes + a.int_read_bytes + a.written_bytes
-    busy = np.maximum(a.flops / compute_rate, moved / memory_rate)
+    memory_s = (a.act_read_bytes + a.written_bytes) + (a.weight_read_bytes + a.int_read_bytes)
+    memory_s = memory_s / memory_rate
+    busy = np.maximum(a.flops / compute_rate, memory_s)
     overhead = np.where(np.asarray(a.works, dtype=bool), device.launch_overhead, 0.0)
-    return a.count * (busy + overhead.reshape((-1,) + (1,) * (np.ndim(busy) - 1)))
+    busy += overhead.reshape((-1,) + (1,) * (np.ndim(busy) - 1))  # busy is a new array: in place
+    return a.count * busy
 
 
 # Each layer's time depends only on its own row (op, works and fields): the evaluator may then
