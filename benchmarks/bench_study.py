@@ -1,8 +1,12 @@
-"""Study speed and quality (issue 4). Run: python benchmarks/bench_study.py  (not part of the tests)
+"""Study speed and quality (issues 4 and 9). Run: python benchmarks/bench_study.py  (not part of the tests)
 
-1. Objective overhead: 1000 TPE trials through explorer's objective vs 1000 with a no-op objective,
+1. Sweep throughput (issue 9), every study metric, the quickstart constraints and the exact front:
+   one mobilenet_v2 architecture over batch 1..1e6 (target >= 1 M configurations/s); mobilenet_v2
+   width 0.25-2.0 step 0.01 x 8 resolutions and resnet50 depth x width x resolution, every
+   configuration a distinct architecture (target >= 300 k/s); the resnet50 evaluator build
+   (target <= 0.3 s); `explorer sweep studies/quickstart.yaml` as a whole process (target <= 2 s).
+2. Objective overhead: 1000 TPE trials through explorer's objective vs 1000 with a no-op objective,
    same sampler settings and seed, in-memory storage (so storage I/O does not hide the overhead).
-2. Exhaustive sweep throughput for mobilenet_v2 (every objective and constraint evaluated).
 3. TPE on studies/quickstart.yaml: hypervolume of its front vs the exact front, in its trial budget.
 """
 
