@@ -1,8 +1,12 @@
-"""Study speed and quality (issue 4). Run: python benchmarks/bench_study.py  (not part of the tests)
+"""Study speed and quality (issues 4 and 9). Run: python benchmarks/bench_study.py  (not part of the tests)
 
-1. Objective overhead: 1000 TPE trials through explorer's objective vs 1000 with a no-op objective,
+1. Sweep throughput (issue 9), every study metric, the quickstart constraints and the exact front:
+   one mobilenet_v2 architecture over batch 1..1e6 (target >= 1 M configurations/s); mobilenet_v2
+   width 0.25-2.0 step 0.01 x 8 resolutions and resnet50 depth x width x resolution, every
+   configuration a distinct architecture (target >= 300 k/s); the resnet50 evaluator build
+   (target <= 0.3 s); `explorer sweep studies/quickstart.yaml` as a whole process (target <= 2 s).
+2. Objective overhead: 1000 TPE trials through explorer's objective vs 1000 with a no-op objective,
    same sampler settings and seed, in-memory storage (so storage I/O does not hide the overhead).
-2. Exhaustive sweep throughput for mobilenet_v2 (every objective and constraint evaluated).
 3. TPE on studies/quickstart.yaml: hypervolume of its front vs the exact front, in its trial budget.
 """
 
@@ -72,22 +76,12 @@ def overhead(n: int = 1000) -> None:
           f"= {100 * inside[0] / (real - inside[0]):.2f} % of the rest of the trial (target < 5 %)")
 
 
-def sweep_speed() -> None:
-    from explorer.hardware import load_device
-    from explorer.spec import load_spec
-    from explorer.study.evaluate import Evaluator, Target
-
-    spec = load_spec("mobilenet_v2")
-    study = load_study(QUICKSTART)
-    ev = Evaluator(spec, Target(load_device("jetson_orin_nano_8gb"), "fp16"))
-    widths = np.array(spec.variables["width"].values())
-    res = np.array(spec.variables["resolution"].values())
-    batch = np.arange(1, 4097, dtype=float)
-    w, r, b = (a.ravel() for a in np.meshgrid(widths, res, batch, indexing="ij"))
-    values = {"width": w, "resolution": r, "batch": b, "classes": np.full(w.size, 1000.0)}
+def _timed_sweep(ev, values, study) -> tuple[float, int, int]:
+    """Best of 3: every metric, the study's constraints and the exact front; (seconds, configs, front)."""
     from explorer.study.pareto import non_dominated, oriented
 
     best = []
+    n = front_size = 0
     for _ in range(3):
         start = time.perf_counter()
         metrics, valid = ev.vector(values)
@@ -96,12 +90,54 @@ def sweep_speed() -> None:
             feasible &= c.holds(metrics)
         obj = oriented(np.stack([metrics[o.metric] for o in study.objectives], axis=1), study.directions)
         idx = np.nonzero(feasible)[0]
-        front = idx[non_dominated(obj[idx])]
+        front_size = len(idx[non_dominated(obj[idx])])
         best.append(time.perf_counter() - start)
-    t = min(best)
-    print(f"exhaustive sweep, mobilenet_v2 on jetson_orin_nano_8gb fp16: {w.size:,} configurations "
-          f"(all {len(metrics)} metrics, {len(study.constraints)} constraints, exact front of {len(front)}) "
-          f"in {t:.3f} s = {w.size / t / 1e6:.2f} M configurations/s (target >= 1 M/s)")
+        n = valid.size
+    return min(best), n, front_size
+
+
+def sweep_speed() -> None:
+    """Sweeps: only batch varying per architecture, and every configuration a distinct architecture."""
+    from explorer.hardware import load_device
+    from explorer.spec import load_spec
+    from explorer.study.evaluate import Evaluator, Target
+
+    study = load_study(QUICKSTART)
+    target = Target(load_device("jetson_orin_nano_8gb"), "fp16")
+    spec = load_spec("mobilenet_v2")
+    cases = []
+    ev = Evaluator(spec, target, fixed={"classes": 1000}, searched=["width", "resolution", "batch"])
+    w, r, b = (a.ravel() for a in np.meshgrid([1.0], [224.0], np.arange(1, 1_000_001, dtype=float), indexing="ij"))
+    cases.append(("mobilenet_v2, one architecture, batch 1..1e6", ev, {"width": w, "resolution": r, "batch": b}))
+    widths = np.round(np.arange(0.25, 2.0 + 1e-9, 0.01), 2)
+    res = np.arange(96, 320 + 1, 32, dtype=float)
+    w, r = (a.ravel() for a in np.meshgrid(widths, res, indexing="ij"))
+    cases.append(("mobilenet_v2 width 0.25-2.0 step 0.01 x 8 resolutions, batch 1", ev,
+                  {"width": w, "resolution": r, "batch": np.ones(w.size)}))
+    spec = load_spec("resnet50")
+    start = time.perf_counter()
+    ev50 = Evaluator(spec, target, fixed={"classes": 1000, "batch": 1}, searched=["depth", "width", "resolution"])
+    print(f"evaluator build, resnet50 (depth, width, resolution searched): {time.perf_counter() - start:.3f} s "
+          "(target <= 0.3 s)")
+    d, wd, r = (a.ravel() for a in np.meshgrid(np.arange(1, 37, dtype=float), np.arange(0.25, 2.01, 0.25),
+                                                np.arange(64, 513, 32, dtype=float), indexing="ij"))
+    cases.append(("resnet50 depth 1-36 x width 0.25-2.0 x resolution 64-512", ev50,
+                  {"depth": d, "width": wd, "resolution": r}))
+    for label, e, values in cases:
+        t, n, front = _timed_sweep(e, values, study)
+        print(f"sweep {label}: {n:,} configurations, all metrics, {len(study.constraints)} constraints, exact front "
+              f"of {front}, in {t:.3f} s = {n / t / 1e3:,.0f} k configurations/s")
+
+
+def process_time() -> None:
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "explorer.cli", "sweep", str(QUICKSTART), "-o",
+                    str(Path(tempfile.mkdtemp()) / "front.csv")], check=True, capture_output=True, cwd=ROOT)
+    print(f"'explorer sweep studies/quickstart.yaml' as a whole process: {time.perf_counter() - start:.2f} s "
+          "(target <= 2 s)")
 
 
 def quickstart_quality() -> None:
@@ -121,5 +157,6 @@ def quickstart_quality() -> None:
 
 if __name__ == "__main__":
     sweep_speed()
+    process_time()
     overhead()
     quickstart_quality()

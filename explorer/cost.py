@@ -173,25 +173,54 @@ class Costs:
     def symbols(self) -> dict[str, sympy.Symbol]:
         return self.model.symbols
 
-    def formula(self, metric: str) -> Any:
-        """The closed form of a total, simplified cheaply (expand + collect)."""
-        return simplify_cost(self.totals[metric])
+    def formula(self, metric: str, seconds: float | None = None) -> Any:
+        """The closed form of a total, simplified cheaply (expand + collect); ``seconds`` bounds the
+        work (a :class:`SpecError` saying so when it runs out)."""
+        try:
+            return simplify_cost(self.totals[metric], seconds)
+        except _OutOfTime:
+            raise SpecError(f"the closed form of {metric} does not simplify within {seconds:g} s; fix some "
+                            "variables with --set, or evaluate it with 'explorer analyze' or 'explorer sweep'",
+                            path=self.model.spec.path) from None
 
     def compile(self, exprs: Mapping[str, Any] | None = None) -> Compiled:
         return Compiled(self.symbols, dict(exprs if exprs is not None else self.totals))
 
 
-def simplify_cost(e: Any) -> Any:
+class _OutOfTime(Exception):
+    pass
+
+
+def simplify_cost(e: Any, seconds: float | None = None) -> Any:
     """Cheap, predictable simplification: expand the polynomial parts and gather like terms.
 
-    Refused up front when the expansion would pass :data:`MAX_FORMULA_TERMS` terms.
+    Refused up front when the expansion would pass :data:`MAX_FORMULA_TERMS` terms. With
+    ``seconds`` (main thread only: a SIGALRM timer), give up after that long, and on sympy failing
+    to decide a sign numerically (PrecisionExhausted), rather than run on or crash.
     """
+    import signal
+    import threading
+
     try:
         ex.check_terms(e, MAX_FORMULA_TERMS, "the closed form")
     except SpecError as exc:
         exc.message += "; fix some variables with --set"
         raise
-    return sympy.expand(e)
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        return sympy.expand(e)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        return sympy.expand(e)
+    except (RecursionError, sympy.core.evalf.PrecisionExhausted):
+        raise _OutOfTime from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class Compiled:
@@ -206,6 +235,7 @@ class Compiled:
             modules=[{"make_divisible": ex.make_divisible_numpy}, "numpy"],
             cse=True,
             docstring_limit=0,
+            dummify=True,  # a variable may be called floor, max, make_divisible...
         )
 
     def __call__(self, **values: Any) -> dict[str, np.ndarray]:

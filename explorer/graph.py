@@ -141,6 +141,7 @@ class _Builder:
         self.layers: list[Layer] = []
         self.structural: set[str] = set()
         self._sizes: dict[Any, int] = {}
+        self._symbolic_repeats: set[tuple[int, str]] = set()  # (scope, layer): '.*' needs a number
 
     # -- driver ---------------------------------------------------------------------------------
     def run(self) -> Model:
@@ -229,7 +230,7 @@ class _Builder:
             raise SpecError(f"layer names may not contain ':', '.' or spaces, got {brief(name)}")
         sources = self._sources(d, scope, key)
         if "repeat" in d:
-            outs = self._repeat(d, name, scope, key, sources)
+            outs, scope.tensors[name + ".*"] = self._repeat(d, name, scope, key, sources)
         else:
             outs = self._instance(d, scope.prefix + name, scope, key, sources, scope.names, scope.count)
         scope.tensors[name] = outs
@@ -242,7 +243,26 @@ class _Builder:
                 raise SpecError("the first layer of a block needs 'inputs'")
             return scope.last[:1]
         items = raw if isinstance(raw, list) else [raw]
-        return [self._ref(str(r), scope, (*key, "inputs"), d.get("name")) for r in items]
+        refs: list[Ref] = []
+        for r in items:
+            if isinstance(r, str) and r.endswith(".*"):
+                refs += self._instances(r, scope, (*key, "inputs"), d.get("name"))
+            else:
+                refs.append(self._ref(str(r), scope, (*key, "inputs"), d.get("name")))
+        return refs
+
+    def _instances(self, text: str, scope: _Scope, key: tuple[Any, ...], own: Any) -> list[Ref]:
+        """``m.*``: the (first) output of every instance of the repeated layer ``m``, in order."""
+        name = text[:-2]
+        self._ref(name, scope, key, own)  # unknown names and cycles: the usual messages
+        outs = scope.tensors.get(name + ".*")
+        if outs is None:
+            raise SpecError(f"'{text}': '{name}' is not a repeated layer (the '.*' form lists the outputs of "
+                            "every instance of a layer with 'repeat')", path=self.spec.path, line=self.spec.line(*key))
+        if (id(scope.tensors), name) in self._symbolic_repeats:
+            raise SpecError(f"'{text}' needs the repeat count of '{name}' to be a number; fix its variables "
+                            "(--set, or fixed: in a study)", path=self.spec.path, line=self.spec.line(*key))
+        return list(outs)
 
     def _ref(self, text: str, scope: _Scope, key: tuple[Any, ...], own: Any) -> Ref:
         name, _, idx = text.partition(":")
@@ -262,7 +282,8 @@ class _Builder:
 
     # -- repeat and when -------------------------------------------------------------------------
     def _repeat(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...],
-                sources: list[Ref]) -> list[Ref]:
+                sources: list[Ref]) -> tuple[list[Ref], list[Ref]]:
+        """(the last instance's outputs, the first output of every instance)."""
         n = self._expr(d["repeat"], scope, (*key, "repeat"))
         if ex.is_condition(n):
             raise SpecError(f"repeat must be a count, got the condition {brief(d['repeat'])}")
@@ -271,11 +292,13 @@ class _Builder:
             if not (n.is_Integer and 0 <= n <= MAX_REPEAT):
                 raise SpecError(f"repeat must be an integer from 0 to {MAX_REPEAT}, got {n}")
             self._reserve(int(n) * self._size(d, scope.names, frozenset()))
-            outs = sources
+            outs, every = sources, []
             for k in range(int(n)):
                 names = {**scope.names, index: sympy.Integer(k)}
                 outs = self._instance(d, f"{scope.prefix}{name}.{k}", scope, key, outs, names, scope.count)
-            return outs
+                every.append(outs[0])
+            return outs, every
+        self._symbolic_repeats.add((id(scope.tensors), name))
         self.structural |= {str(s) for s in n.free_symbols}
         lowest = self._lowest(n)
         if lowest is None or lowest < 1:
@@ -291,7 +314,7 @@ class _Builder:
         rep_path = f"{scope.prefix}{name}.1"
         outs = self._instance(d, rep_path, scope, key, first, {**scope.names, index: ONE}, scope.count * (n - 1))
         self._require_same_shape(first, outs, f"repeated instances of {n} must keep their input shape")
-        return outs
+        return outs, []
 
     def _reserve(self, more: int) -> None:
         """Refuse up front when ``more`` nodes would pass the graph-size limit (nested repeats)."""

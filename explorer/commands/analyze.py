@@ -216,6 +216,9 @@ def totals_table(totals: dict[str, Any], exact: bool, render: Any) -> str:
     return render(rows, [Column("metric", "total", align="<"), Column("total", "")])
 
 
+FORMULA_SECONDS = 3.0  # budget for building and simplifying every formula asked for (after imports)
+
+
 def cmd_formula(args: argparse.Namespace) -> int:
     import sympy
 
@@ -223,13 +226,16 @@ def cmd_formula(args: argparse.Namespace) -> int:
     from explorer.graph import build
     from explorer.spec import load_spec
 
+    import time
+
+    deadline = time.monotonic() + FORMULA_SECONDS
     spec = load_spec(args.spec)
     fixed = parse_assignments(args.set)
     resolve_values(spec, fixed)  # checks names and domains
     costs = Costs(build(spec, fixed))
     metrics = METRICS if args.metric == "all" else (args.metric,)
-    for m in metrics:
-        f = costs.formula(m)
+    formulas = {m: costs.formula(m, max(deadline - time.monotonic(), 0.05)) for m in metrics}
+    for m, f in formulas.items():  # all derived before any is printed: a refusal prints nothing else
         text = sympy.latex(f) if args.latex else sympy.sstr(f)
         print(f"{m} = {text}")
     return 0

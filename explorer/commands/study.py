@@ -139,6 +139,8 @@ def _plot(study: Any, rows: list[dict[str, Any]], mask: Any, path: Any) -> None:
     from explorer.plots import pareto_chart
 
     complete = [i for i, r in enumerate(rows) if r["state"] == "complete"]
+    if not complete:  # every trial invalid (e.g. a model that does no work): nothing to draw
+        return
     values = np.array([[rows[i][o.metric] for o in study.objectives] for i in complete], dtype=float)
     feasible = np.array([rows[i]["feasible"] for i in complete])
     front = np.asarray(mask)[complete]
@@ -162,11 +164,13 @@ def _sweep_and_report(study: Any, output: Any, plot: Any, quiet: bool = False) -
     plot_path = plot or (study.output / "sweep_front.png" if not output else None)
     _outputs(study, out, plot_path)
     result = sweep(study)
-    rows = result.rows(result.front)
+    shown = result.first_of_each(result.front)
+    rows = result.rows(shown)
     cols = list(result.columns)
-    print(f"swept {result.size:,} configurations in {result.seconds:.2f} s: {int(result.valid.sum()):,} valid, "
-          f"{int(result.feasible.sum()):,} feasible, {int(result.front.sum())} on the exact Pareto front",
-          file=sys.stderr)
+    print(f"swept {result.size:,} configurations in {result.seconds:.2f} s: {int(result.valid.sum()):,} valid "
+          f"({result.distinct(result.valid):,} distinct architectures), {int(result.feasible.sum()):,} feasible "
+          f"({result.distinct(result.feasible):,} distinct), {int(result.front.sum())} configurations on the exact "
+          f"Pareto front = {int(shown.sum())} distinct architectures (one row each below)", file=sys.stderr)
     print(f"wrote {write_rows(rows, cols, out)} ({len(rows)} rows)", file=sys.stderr)
     if plot_path:
         labels = [""] * result.size
@@ -207,4 +211,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
           f"of {exact.size:,} configurations")
     print(f"hypervolume: study {hv_study:.6g}, exact {hv_exact:.6g} (reference point: the feasible nadir)")
     print(f"the study's front reaches {100 * ratio:.2f} % of the exact front's hypervolume")
+    print(_missed_report(study, exact, found))
     return 0 if np.isfinite(ratio) else 1
+
+
+def _missed_report(study: Any, exact: Any, found: Any) -> str:
+    """The part of the exact front the study missed: points no study point matches or dominates,
+    and per objective how far the exact front's best lies beyond the study's best."""
+    from explorer.study.pareto import axis_gaps, missed
+
+    front = exact.objectives[exact.first_of_each(exact.front)]
+    lost = missed(front, found)
+    gaps = axis_gaps(front, found)
+    lines = [f"missed: {int(lost.sum())} of the exact front's {len(front)} distinct points have no study point "
+             "matching or dominating them"]
+    for j, o in enumerate(study.objectives):
+        sign = 1 if study.directions[j] == "maximize" else -1
+        best_exact = sign * front[:, j].max()
+        best_found = sign * found[:, j].max() if len(found) else float("nan")
+        lines.append(f"  {o.metric}: exact front's best {best_exact:.6g}, study's best {best_found:.6g}, "
+                     f"gap {gaps[j]:.6g}")
+    return "\n".join(lines)

@@ -10,6 +10,7 @@ attention layer with ``kv_cache: true`` is resident for the whole forward pass (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import sympy
@@ -23,11 +24,30 @@ ZERO = sympy.Integer(0)
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """One allocation: its bytes (0 when its producer does not run) and its life, in steps."""
+
+    size: Any
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
 class MemoryProfile:
     weight_bytes: Any
-    live: list[Any]  # live activation bytes while each layer of model.layers runs
-    steps: list[str]  # layer paths, same order
+    steps: list[str]  # layer paths, in execution order
+    buffers: tuple[Buffer, ...]  # buffer b is live at steps first..last
+    gates: tuple[Any, ...]  # per step: the layer's multiplicity (a step with count 0 holds nothing)
     kv_cache_bytes: Any = ZERO  # resident KV cache, all layers
+
+    @cached_property
+    def live(self) -> list[Any]:
+        """Live activation bytes while each step runs (sums of the buffers live then)."""
+        live = []
+        for step, gate in enumerate(self.gates):
+            total = sympy.Add(*(b.size for b in self.buffers if b.first <= step <= b.last))
+            live.append(_gated(total, gate))
+        return live
 
     def peak(self) -> Any:
         """Weights + KV cache + the largest live set (closed form: an unevaluated Max over the steps)."""
@@ -54,6 +74,25 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
         first.append(step)
         last.append(step)
 
+    step_of = {layer.path: k for k, layer in enumerate(model.layers)}
+
+    def read(ref: Ref, step: int) -> None:
+        """``ref`` is read at ``step``; when its producer may not run (a repeat representative of
+        count n - 1, a ``when``), the tensor it passes through instead lives on to here too."""
+        b = buffer_of.get(ref)
+        if b is not None:
+            last[b] = max(last[b], step)
+        gate: Any = sympy.Integer(1)
+        node = model.nodes[ref.node]
+        while node.inputs and not getattr(node.count, "is_number", True):
+            gate = gate * sympy.Piecewise((sympy.Integer(1), sympy.Eq(node.count, 0)), (ZERO, True))
+            src = buffer_of.get(node.inputs[0])
+            if src is not None and last[src] < step:
+                size.append(size[src] * gate)
+                first.append(last[src] + 1)
+                last.append(step)
+            node = model.nodes[node.inputs[0].node]
+
     for name, layer in model.inputs.items():
         new_buffer(Ref(name), layer.shape, layer.out_dtype, 0, sympy.Integer(1))
     weights, kv = ZERO, ZERO
@@ -61,9 +100,7 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
         weights += layer.count * precision.weight_storage(layer.cost.params + layer.cost.buffers)
         kv += layer.count * precision.kv_storage(layer.cost.kv_cache)
         for ref in layer.inputs:
-            b = buffer_of.get(ref)
-            if b is not None:
-                last[b] = max(last[b], step)
+            read(ref, step)
         if layer.op == "parameter":
             continue  # a weight, not an activation
         if not layer.cost.moves_data and layer.inputs:
@@ -76,14 +113,10 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
             new_buffer(Ref(layer.path, k), shape, layer.out_dtype, step, layer.count)
     end = len(model.layers) - 1
     for ref in model.outputs:
-        b = buffer_of.get(ref)
-        if b is not None:
-            last[b] = end
-    live = []
-    for step, layer in enumerate(model.layers):
-        total = sympy.Add(*(size[b] for b in range(len(size)) if first[b] <= step <= last[b]))
-        live.append(_gated(total, layer.count))
-    return MemoryProfile(weights, live, [layer.path for layer in model.layers], kv)
+        read(ref, end)
+    buffers = tuple(Buffer(*row) for row in zip(size, first, last))
+    return MemoryProfile(weights, [layer.path for layer in model.layers], buffers,
+                         tuple(layer.count for layer in model.layers), kv)
 
 
 def _gated(value: Any, count: Any) -> Any:

@@ -130,7 +130,7 @@ def attention(call: OpCall) -> OpResult:
         flops += ROPE_FLOPS * b * hd * (s * heads + t_new * kv_heads)
     params = (d * inner + 2 * dk * kv_inner + inner * out) + ((inner + 2 * kv_inner + out) if bias else 0)
     macs = sum(parts.values(), sympy.Integer(0))
-    cost = Cost(params=params, macs=macs, flops=flops, parts=parts, checks=(hd,),
+    cost = Cost(params=params, macs=macs, flops=flops, parts=parts, checks=(hd, heads / kv_heads),
                 scratch=sympy.Integer(0) if call["fused"] else scores)
     if call["kv_cache"]:
         per_token = 2 * b * kv_inner  # one key and one value vector per kv head

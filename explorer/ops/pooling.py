@@ -17,9 +17,19 @@ _POOL_ATTRS = {
 
 
 def _ceil_out(size: sympy.Expr, k: sympy.Expr, s: sympy.Expr, p: sympy.Expr, d: sympy.Expr) -> sympy.Expr:
-    """torch ceil_mode: round up, but the last window must start inside the input or left padding."""
-    out = sympy.ceiling((size + 2 * p - d * (k - 1) - 1) / s) + 1
-    return sympy.Piecewise((out - 1, (out - 1) * s >= size + p), (out, True))
+    """torch ceil_mode: round up, but the last window must start inside the input or left padding.
+
+    torch computes ``o = ceil((size + 2p - d(k-1) - 1) / s) + 1`` and drops one window when
+    ``(o - 1) s >= size + p``. The last start index allowed is ``floor((size + p - 1) / s)``, and with
+    torch's ``p <= k / 2`` at most one window is ever dropped, so the same count is
+    ``min(ceil(...), floor((size + p - 1) / s)) + 1``: no Piecewise, no relational for sympy to decide
+    (a chain of such pools stays cheap to build; checked against torch in tests/test_ops.py).
+    """
+    up = sympy.ceiling((size + 2 * p - d * (k - 1) - 1) / s)
+    last = sympy.floor((size + p - 1) / s)
+    if up.is_number and last.is_number:
+        return sympy.Min(up, last) + 1
+    return sympy.Min(up, last, evaluate=False) + 1
 
 
 def _pool_out(call: OpCall) -> tuple[tuple, sympy.Expr]:

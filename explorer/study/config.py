@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from explorer import yamlfile
 from explorer.errors import ExplorerError, StudyError, did_you_mean
 from explorer.hardware import load_device
-from explorer.spec import DTYPE_BYTES, Spec, load_spec
+from explorer.spec import DTYPE_BITS, DTYPE_BYTES, Spec, load_spec
 from explorer.study.evaluate import METRICS, Target
 from explorer.units import parse_quantity
 
@@ -85,6 +85,8 @@ class StudyFile(_Strict):
     hardware: Union[str, list[str]]
     dtype: Union[str, list[str]] = "fp32"
     weight_dtype: str | None = None
+    kv_dtype: str | None = None
+    execution: Literal["eager", "fused"] | None = None
     search: dict[str, Union[SearchDim, Literal["spec"]]]
     fixed: dict[str, Number] = Field(default_factory=dict)
     objectives: list[Objective] = Field(min_length=1, max_length=4)
@@ -220,9 +222,12 @@ def _resolve(f: StudyFile, doc: yamlfile.YamlDoc, storage: str | None) -> Study:
                for h in ([f.hardware] if isinstance(f.hardware, str) else f.hardware)]
     dtypes = [f.dtype] if isinstance(f.dtype, str) else list(f.dtype)
     for dt in [*dtypes, *( [f.weight_dtype] if f.weight_dtype else [])]:
-        if dt not in DTYPE_BYTES:
+        if dt not in DTYPE_BYTES and dt not in DTYPE_BITS:
             raise fail(f"unknown dtype '{dt}'{did_you_mean(dt, DTYPE_BYTES)}", "dtype")
-    targets = [Target(d, dt, f.weight_dtype) for d in devices for dt in dtypes if dt in d.peak]
+    if f.kv_dtype is not None and f.kv_dtype not in DTYPE_BITS:
+        raise fail(f"unknown KV-cache dtype '{f.kv_dtype}'{did_you_mean(f.kv_dtype, DTYPE_BITS)}", "kv_dtype")
+    targets = [Target(d, dt, f.weight_dtype, f.execution, f.kv_dtype) for d in devices for dt in dtypes
+               if dt in d.peak]
     missing = [(d.id, dt) for d in devices for dt in dtypes if dt not in d.peak]
     if missing and not targets or (missing and len(devices) == 1):
         d, dt = missing[0]

@@ -68,3 +68,24 @@ def hypervolume(points: Any, reference: Any) -> float:
     from optuna._hypervolume import compute_hypervolume  # exact WFG; optuna minimizes
 
     return float(compute_hypervolume(-p, -ref))
+
+
+def missed(exact: Any, found: Any) -> np.ndarray:
+    """Mask of the ``exact`` points that no ``found`` point matches or dominates (>= everywhere)."""
+    e = np.asarray(exact, dtype=np.float64)
+    f = np.asarray(found, dtype=np.float64).reshape(-1, e.shape[1] if e.ndim == 2 else 0)
+    if len(f) == 0:
+        return np.ones(len(e), dtype=bool)
+    covered = np.zeros(len(e), dtype=bool)
+    for i in range(0, len(e), 1024):  # (chunk, found, k) comparisons
+        covered[i:i + 1024] = np.any(np.all(f[None, :, :] >= e[i:i + 1024, None, :], axis=2), axis=1)
+    return ~covered
+
+
+def axis_gaps(exact: Any, found: Any) -> np.ndarray:
+    """Per objective, how far the exact front's best value lies beyond the found front's best (>= 0)."""
+    e = np.asarray(exact, dtype=np.float64)
+    f = np.asarray(found, dtype=np.float64).reshape(-1, e.shape[1])
+    if len(f) == 0:
+        return np.full(e.shape[1], np.inf)
+    return np.maximum(e.max(axis=0) - f.max(axis=0), 0.0)

@@ -48,7 +48,8 @@ class Objective:
 
     def evaluator(self, label: str) -> Evaluator:
         if label not in self.evaluators:
-            self.evaluators[label] = Evaluator(self.study.spec, self.study.target(label))
+            self.evaluators[label] = Evaluator(self.study.spec, self.study.target(label), fixed=self.study.fixed,
+                                              searched=list(self.study.search))
         return self.evaluators[label]
 
     def suggest(self, trial: Any) -> tuple[dict[str, Any], str]:

@@ -23,7 +23,21 @@ class SweepResult:
     feasible: np.ndarray
     front: np.ndarray
     objectives: np.ndarray  # (n, k), oriented: larger is better
+    architecture: np.ndarray  # (n,) ids: equal when every tensor dim (and target) is equal
     seconds: float = 0.0
+
+    def distinct(self, mask: np.ndarray) -> int:
+        """Distinct architectures among the configurations in ``mask``."""
+        return int(len(np.unique(self.architecture[mask])))
+
+    def first_of_each(self, mask: np.ndarray) -> np.ndarray:
+        """``mask`` keeping only the first configuration of each architecture (as a study's front
+        shows an architecture met again once)."""
+        idx = np.nonzero(mask)[0]
+        _, first = np.unique(self.architecture[idx], return_index=True)
+        out = np.zeros_like(mask)
+        out[idx[np.sort(first)]] = True
+        return out
 
     @property
     def size(self) -> int:
@@ -56,11 +70,13 @@ def sweep(study: Study, evaluators: dict[str, Evaluator] | None = None) -> Sweep
     evaluators = evaluators if evaluators is not None else {}
     parts = []
     for target in study.targets:
-        ev = evaluators.get(target.label) or Evaluator(study.spec, target)
+        ev = evaluators.get(target.label) or Evaluator(study.spec, target, fixed=study.fixed, searched=list(grid))
         evaluators[target.label] = ev
         parts.append(_sweep_target(study, ev, target, grid))
     columns = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
     valid = np.concatenate([p[1] for p in parts])
+    offsets = np.cumsum([0] + [int(p[2].max()) + 1 for p in parts[:-1]])
+    architecture = np.concatenate([p[2] + o for p, o in zip(parts, offsets)])
     feasible = valid.copy()
     metrics = {m: columns[m] for m in METRICS}
     for c in study.constraints:
@@ -69,7 +85,7 @@ def sweep(study: Study, evaluators: dict[str, Evaluator] | None = None) -> Sweep
     front = np.zeros(len(valid), dtype=bool)
     idx = np.nonzero(feasible)[0]
     front[idx[non_dominated(objectives[idx])]] = True
-    return SweepResult(columns, valid, feasible, front, objectives, time.perf_counter() - start)
+    return SweepResult(columns, valid, feasible, front, objectives, architecture, time.perf_counter() - start)
 
 
 def _sweep_target(study: Study, ev: Evaluator, target: Target, grid: dict[str, list[Any]]) -> tuple:
@@ -81,9 +97,9 @@ def _sweep_target(study: Study, ev: Evaluator, target: Target, grid: dict[str, l
         values[k] = np.full(n, float(v))
     for k, var in study.spec.variables.items():
         values.setdefault(k, np.full(n, float(var.default)))
-    metrics, valid = ev.vector(values)
+    metrics, valid, arch = ev.evaluate(values)
     columns: dict[str, np.ndarray] = {k: values[k] for k in names}
     if len(study.targets) > 1:
         columns["target"] = np.full(n, target.label, dtype=object)
     columns.update({m: np.asarray(metrics[m]).ravel() for m in METRICS})
-    return columns, np.asarray(valid).ravel()
+    return columns, np.asarray(valid).ravel(), np.asarray(arch).ravel()

@@ -1,0 +1,362 @@
+"""One built graph on one target, compiled to a numpy program and evaluated layer by layer.
+
+Every per-layer quantity (FLOPs, MACs, bytes read and written, multiplicity, output numel), every
+buffer of the memory profile and every tensor dim is a register of one :class:`Program`: each
+distinct subexpression is computed once, as an array over architectures. Nothing is simplified.
+
+When every quantity is of degree <= 1 in ``batch`` (the usual case: sizes scale with the batch,
+``batch`` never sits inside a floor or a min), the program runs once per distinct *architecture*
+(the other variables) at ``batch = 0`` and ``batch = 1``, giving ``x = x1 * batch + x0``; the
+per-configuration stage is then linear algebra on (layers, configurations) arrays, in chunks.
+Otherwise ``batch`` is one more architecture variable.
+
+Latency comes from the execution model (:func:`explorer.hardware.execution.kernel_times`) on
+per-kernel arrays of the target's execution plan (eager: one kernel per layer; fused: anchors with
+their epilogues), exactly as :func:`explorer.predict` times one configuration; peak memory is weights plus the largest live set, the live sets summed exactly from the
+buffers' lifetimes (a difference array and a cumulative sum over steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from explorer.cost import Costs, Precision, instance_metrics
+from explorer.graph import Model
+from explorer.hardware.execution import kernel_times, model_for
+from explorer.hardware.kernels import kernel_metrics, plan
+from explorer.hardware.memory import memory_profile
+from explorer.study.program import Program
+
+FIELDS = ("count", "flops", "macs", "params", "bytes_read", "bytes_written", "kv_cache_bytes")
+KERNEL_FIELDS = ("k_count", "k_flops", "k_bytes", "k_key")  # per kernel of the execution plan
+CHUNK = 1 << 21  # elements of one (layers, configurations) block
+
+
+@dataclass
+class _Regs:
+    """Register indices of what the evaluation reads."""
+
+    layers: dict[str, list[int]]  # field -> one register per layer
+    sizes: list[int]  # buffer bytes
+    gates: list[int]  # per step: multiplicity
+    dims: list[int]
+    weight_bytes: int
+    samples: int
+
+
+class CompiledModel:
+    """All study metrics of one built graph on one target, as arrays over configurations."""
+
+    def __init__(self, model: Model, target: Any) -> None:
+        self.target = target
+        self.execution = model_for(target.device, target.dtype, target.execution)
+        self.peak = target.device.peak_for(target.dtype)
+        precision = Precision(target.dtype, target.weight_dtype, target.kv_dtype)
+        symbols = model.symbols
+        self.batch = symbols.get("batch") if "batch" not in model.bound else None
+        self.names = list(symbols)
+        self.program = Program([symbols[n] for n in self.names], self.batch)
+        self.dims_program = Program([symbols[n] for n in self.names], self.batch)
+        self.regs = self._registers(model, precision)
+        self.dim_regs = [self.dims_program.add(d) for d in _distinct_dims(model)]
+        self.buffer_first = np.array([b.first for b in self._memory.buffers], dtype=np.intp)
+        self.buffer_last = np.array([b.last for b in self._memory.buffers], dtype=np.intp)
+        used = [r for regs in self.regs.layers.values() for r in regs] + self.regs.sizes + self.regs.gates + \
+            self.regs.dims + [self.regs.weight_bytes, self.regs.samples]
+        deg = self.program.degree
+        self.split = self.batch is not None and all(deg[r] in (0, 1) for r in used) and \
+            all(deg[r] == 0 for r in self.regs.layers["count"] + self.regs.layers["k_count"] + self.regs.gates)
+        self.arch_names = [n for n in self.names if not (self.split and n == "batch")]
+        self._layout()
+        self._group_layers()
+
+    def _group_layers(self) -> None:
+        """Rows the latency function sees: identical kernels once, with a weight."""
+        n = len(self.classes)
+        keys: dict[tuple[Any, ...], int] = {}
+        rows, weights = [], []
+        for layer in range(n):
+            key = (self.classes[layer], *(self.regs.layers[f][layer] for f in KERNEL_FIELDS))
+            if key not in keys:
+                keys[key] = len(rows)
+                rows.append(layer)
+                weights.append(0.0)
+            weights[keys[key]] += 1.0
+        self.rows, self.weights = np.array(rows, dtype=np.intp), np.array(weights)
+
+    def _layout(self) -> None:
+        """Where each kind of register sits in the table the architecture stage fills."""
+        r = self.regs
+        kinds = {**r.layers, "sizes": r.sizes, "gates": r.gates, "dims": r.dims,
+                 "weight_bytes": [r.weight_bytes], "samples": [r.samples]}
+        order: list[int] = []
+        self._slices: dict[str, tuple[int, int]] = {}
+        for kind, regs in kinds.items():
+            self._slices[kind] = (len(order), len(order) + len(regs))
+            order += regs
+        self._unique = list(dict.fromkeys(order))
+        where = {reg: i for i, reg in enumerate(self._unique)}
+        self._position = np.array([where[reg] for reg in order], dtype=np.intp)
+        firsts, lasts = self.buffer_first, self.buffer_last + 1
+        self._first_order = np.argsort(firsts, kind="stable")
+        self._first_keys, self._first_starts = np.unique(firsts[self._first_order], return_index=True)
+        self._last_order = np.argsort(lasts, kind="stable")
+        self._last_keys, self._last_starts = np.unique(lasts[self._last_order], return_index=True)
+
+    def _registers(self, model: Model, precision: Precision) -> _Regs:
+        p = self.program
+        layers: dict[str, list[int]] = {f: [] for f in (*FIELDS, *KERNEL_FIELDS)}
+        for layer in model.layers:
+            row = {**instance_metrics(model, layer, precision), "count": layer.count}
+            for f in FIELDS:
+                layers[f].append(p.add(row[f]))
+        kernels = kernel_metrics(Costs(model, precision), plan(model, self.execution.mode))
+        self.classes = [k.kernel.klass for k in kernels]
+        for k in kernels:
+            for f, e in (("k_count", k.count), ("k_flops", k.flops), ("k_bytes", k.bytes), ("k_key", k.key)):
+                layers[f].append(p.add(e))
+        self._memory = memory_profile(model, precision)
+        lead = next(iter(model.inputs.values())).shape[0]
+        samples = model.bound.get("batch", model.symbols["batch"]) if "batch" in model.symbols else lead
+        return _Regs(layers, [p.add(b.size) for b in self._memory.buffers],
+                     [p.add(g) for g in self._memory.gates], [p.add(d) for d in _distinct_dims(model)],
+                     p.add(self._memory.weight_bytes), p.add(samples))
+
+    # -- keys -------------------------------------------------------------------------------------
+    def dims(self, values: Mapping[str, Any]) -> tuple[float, ...]:
+        """Every distinct tensor dim at one configuration (the architecture's identity)."""
+        regs = self.dims_program.run([float(values[n]) for n in self.names])
+        return tuple(float(regs[r]) for r in self.dim_regs)
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def evaluate(self, values: Mapping[str, Any], n: int) -> tuple[dict[str, Any], Any, Any]:
+        """Flat arrays of n configurations -> (metrics, valid mask, architecture ids)."""
+        arch = np.stack([np.broadcast_to(np.asarray(values[a], dtype=np.float64), (n,)) for a in self.arch_names],
+                        axis=1) if self.arch_names else np.zeros((n, 0))
+        uniq, inverse = unique_rows(arch)
+        if 2 * len(uniq) > n:  # mostly distinct architectures: evaluate in place, no gathers later
+            uniq, inverse = arch, None
+        batch = np.broadcast_to(np.asarray(values.get("batch", 0.0), dtype=np.float64), (n,)) if self.split \
+            else np.zeros(n)
+        stage = self._arch_stage(uniq)
+        metrics, valid = self._config_stage(stage, inverse, batch)
+        return metrics, valid, self._architectures(stage["dims"], inverse, batch)
+
+    def _architectures(self, dims: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
+        """An id per configuration, equal exactly when every tensor dim is (the architecture)."""
+        table = np.concatenate([d for d in dims if d is not None] + [np.zeros((1, dims[1].shape[1]))], axis=0)
+        _, cls = np.unique(_row_bytes(np.ascontiguousarray(table.T)), return_inverse=True)
+        code = _take(cls.ravel(), inverse).astype(np.int64)
+        if not self.split:
+            return code
+        _, ids = np.unique(code * (int(batch.max()) + 1) + batch.astype(np.int64), return_inverse=True) \
+            if batch.max() < 2**31 and code.max() < 2**31 else (None, unique_rows(np.stack([code, batch], 1))[1])
+        return ids.ravel()
+
+    def _arch_stage(self, uniq: Any) -> dict[str, Any]:
+        """Per architecture: every register's (x1, x0), stacked per kind."""
+        u = uniq.shape[0]
+        cols = {a: uniq[:, j] for j, a in enumerate(self.arch_names)}
+        if self.split:
+            args = [np.concatenate([np.zeros(u), np.ones(u)]) if a == "batch" else np.tile(cols[a], 2)
+                    for a in self.names]
+        else:
+            args = [cols[a] for a in self.names]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            regs = self.program.run(args)
+
+        m = 2 * u if self.split else u
+        table = np.empty((len(self._unique), m))
+        for i, r in enumerate(self._unique):
+            table[i] = regs[r]
+        rows = table[self._position]  # (every register read, m)
+        if self.split:
+            x0 = rows[:, :u]
+            x1 = rows[:, u:] - x0
+        else:
+            x0, x1 = rows, None
+        out = {}
+        for kind, (lo, hi) in self._slices.items():
+            out[kind] = (None if x1 is None else x1[lo:hi], x0[lo:hi])
+        return out
+
+    def _config_stage(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[dict[str, Any], Any]:
+        count = st["count"][1]  # degree 0 in batch
+        res: dict[str, Any] = {}
+        for name, f in (("params", "params"), ("macs", "macs"), ("flops", "flops")):
+            res[name] = _total(count, st[f], inverse, batch)
+        res["bytes_read"] = _total(count, st["bytes_read"], inverse, batch)
+        res["bytes_written"] = _total(count, st["bytes_written"], inverse, batch)
+        res["kv_cache_bytes"] = _total(count, st["kv_cache_bytes"], inverse, batch)
+        res["weight_bytes"] = _line(st["weight_bytes"], inverse, batch)[0]
+        samples = _line(st["samples"], inverse, batch)[0]
+        valid = _positive_integers(st["dims"], inverse, batch) & _positive_integers(
+            (np.zeros_like(count), count + 1), inverse, batch)
+        latency, live = self._per_config(st, inverse, batch)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res["bytes"] = res["bytes_read"] + res["bytes_written"]
+            res["latency"] = latency
+            res["throughput"] = samples / latency
+            res["utilization"] = res["flops"] / latency / self.peak
+            res["intensity"] = res["flops"] / res["bytes"]
+            res["peak_memory"] = res["weight_bytes"] + res["kv_cache_bytes"] + live
+            res["macs_per_sample"] = res["macs"] / samples
+            res["flops_per_sample"] = res["flops"] / samples
+        valid &= np.isfinite(latency) & (latency > 0)
+        return res, valid
+
+    def _per_config(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[Any, Any]:
+        """Latency (the sum of kernel times) and the largest live set, per configuration, in chunks."""
+        live1, live0 = self._live(st)
+        n = len(batch)
+        n_rows = max(len(self.classes), live0.shape[0], 1)
+        step = max(1, CHUNK // n_rows)
+        latency, live = np.empty(n), np.empty(n)
+        rows = self.rows
+        fields = {f: _trim(tuple(None if x is None else x[rows] for x in st[f])) for f in KERNEL_FIELDS}
+        lives = _trim(_useful_steps(live1, live0))
+        classes = [self.classes[r] for r in rows]
+        for lo in range(0, n, step):
+            idx, b = _columns(inverse, lo, step), batch[lo:lo + step]
+            if classes:
+                arrays = {f: _expand(fields[f], idx, b) for f in KERNEL_FIELDS}
+                times = kernel_times(self.execution, classes, arrays["k_count"], arrays["k_flops"],
+                                     arrays["k_bytes"], arrays["k_key"])
+                latency[lo:lo + step] = self.weights @ times
+            else:
+                latency[lo:lo + step] = 0.0
+            live[lo:lo + step] = _expand(lives, idx, b).max(axis=0) if live0.shape[0] else 0.0
+        return latency, live
+
+    def _live(self, st: dict[str, Any]) -> tuple[Any, Any]:
+        """Live bytes per step and architecture, (x1, x0) each (steps, U): buffers summed over their lives."""
+        steps = len(self.regs.gates)
+        gate = st["gates"][1] > 0
+        out = []
+        for sizes in st["sizes"]:
+            if sizes is None:
+                out.append(None)
+                continue
+            diff = np.zeros((steps + 1, sizes.shape[1]))
+            if len(sizes):
+                diff[self._first_keys] += np.add.reduceat(sizes[self._first_order], self._first_starts, axis=0)
+                diff[self._last_keys] -= np.add.reduceat(sizes[self._last_order], self._last_starts, axis=0)
+            out.append(np.where(gate, np.cumsum(diff, axis=0)[:steps], 0.0))
+        return out[0], out[1]
+
+
+def _stack(rows: list[Any], n: int) -> Any:
+    if not rows:
+        return np.zeros((0, n))
+    return np.stack([np.broadcast_to(np.asarray(r, dtype=np.float64), (n,)) for r in rows])
+
+
+def _columns(inverse: Any, lo: int, step: int) -> Any:
+    """Which architecture columns configurations lo..lo+step read: a slice when they are in place,
+    one broadcast column when there is one architecture, else an index array."""
+    if inverse is None:
+        return slice(lo, lo + step)
+    part = inverse[lo:lo + step]
+    if len(part) and part[0] == part[-1] and not np.any(part != part[0]):
+        return slice(int(part[0]), int(part[0]) + 1)
+    return part
+
+
+def _useful_steps(l1: Any, l0: Any) -> tuple[Any, Any]:
+    """The live-set lines (steps) that can be the largest: duplicates once; with few architectures,
+    lines another line dominates for every architecture (>= slope and >= intercept, batch >= 0) dropped."""
+    if l1 is None or l0.shape[0] == 0:
+        return l1, l0
+    u = l0.shape[1]
+    _, first = np.unique(np.ascontiguousarray(np.concatenate([l1, l0], axis=1)).view(
+        np.dtype((np.void, 16 * u))).ravel(), return_index=True)
+    keep = np.sort(first)
+    l1, l0 = l1[keep], l0[keep]
+    if u <= 16 and len(keep) <= 2048:
+        ge = np.all((l1[:, None, :] >= l1[None, :, :]) & (l0[:, None, :] >= l0[None, :, :]), axis=2)  # [j, i]
+        np.fill_diagonal(ge, False)
+        dominated = ge.any(axis=0)  # rows are unique, so a >= row differs somewhere: strictly better
+        l1, l0 = l1[~dominated], l0[~dominated]
+    return l1, l0
+
+
+def _trim(xs: tuple[Any, Any]) -> tuple[Any, Any]:
+    """(x1, x0) with a part that is zero everywhere replaced by None (skipped when expanding)."""
+    x1, x0 = xs
+    x1 = None if x1 is None or not x1.any() else x1
+    return x1, (None if x1 is not None and not x0.any() else x0)
+
+
+def _expand(xs: tuple[Any, Any], idx: Any, b: Any) -> Any:
+    x1, x0 = xs
+    if x1 is None:
+        return x0[:, idx]
+    if x0 is None:
+        return x1[:, idx] * b
+    return x1[:, idx] * b + x0[:, idx]
+
+
+def _line(xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
+    return _expand(xs, slice(None) if inverse is None else inverse, batch)
+
+
+def _take(x: Any, inverse: Any) -> Any:
+    return x if inverse is None else x[inverse]
+
+
+def _total(count: Any, xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
+    """sum over layers of count * (x1 batch + x0): summed per architecture first."""
+    x1, x0 = xs
+    out = _take((count * x0).sum(axis=0), inverse)
+    return out if x1 is None else out + _take((count * x1).sum(axis=0), inverse) * batch
+
+
+def _positive_integers(xs: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
+    x1, x0 = xs
+    if x1 is None:
+        x1 = np.zeros_like(x0)
+    const = ~np.any(x1 != 0, axis=1)  # dims that do not grow with the batch: checked per architecture
+    arch_ok = np.all((x0[const] >= 1) & (x0[const] == np.floor(x0[const])), axis=0)
+    ok = _take(arch_ok, inverse)
+    for k in np.nonzero(~const)[0]:
+        v = _take(x1[k], inverse) * batch + _take(x0[k], inverse)
+        ok &= (v >= 1) & (v == np.floor(v))
+    return ok
+
+
+def _row_bytes(table: Any) -> Any:
+    """Each row of a C-contiguous 2-D array as one opaque value (rows compare as bytes)."""
+    return table.view(np.dtype((np.void, table.dtype.itemsize * table.shape[1]))).ravel()
+
+
+def unique_rows(flat: Any) -> tuple[Any, Any]:
+    """Unique rows and the inverse index, via per-column codes (much faster than unique(axis=0))."""
+    n, k = flat.shape
+    if k == 0:
+        return np.zeros((1, 0)), np.zeros(n, dtype=np.intp)
+    code = np.zeros(n, dtype=np.int64)
+    span = 1
+    for j in range(k):
+        _, col = np.unique(flat[:, j], return_inverse=True)
+        span *= int(col.max()) + 1
+        if span >= 2**62:  # too many combinations for one int64 code
+            uniq, inverse = np.unique(flat, axis=0, return_inverse=True)
+            return uniq, inverse.ravel()
+        code = code * (int(col.max()) + 1) + col.ravel()
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    return flat[first], inverse.ravel()
+
+
+def _distinct_dims(model: Model) -> list[Any]:
+    """Every distinct non-constant tensor dim of the graph (and inner sizes an op checks)."""
+    seen: dict[Any, None] = {}
+    for layer in [*model.inputs.values(), *model.layers]:
+        for shape in [*layer.out_shapes, layer.cost.checks]:
+            for d in shape:
+                if not d.is_number:
+                    seen.setdefault(d)
+    return list(seen)
