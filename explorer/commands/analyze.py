@@ -199,7 +199,8 @@ def emit(args: argparse.Namespace, data: dict[str, Any], columns: list[Column]) 
 
 
 def totals_table(totals: dict[str, Any], exact: bool, render: Any) -> str:
-    fmt = {"latency_s": report.seconds, "throughput_per_s": lambda v: f"{v:,.1f} /s",
+    fmt = {"latency_s": report.seconds,
+           "throughput_per_s": lambda v: "n/a (nothing takes time)" if v is None else f"{v:,.1f} /s",
            "utilization": lambda v: f"{100 * v:.1f} %", "arithmetic_intensity": lambda v: f"{v:.2f} FLOP/B",
            "fits": str, "weight_bytes": lambda v: report.human(v, "B"),
            "peak_memory_bytes": lambda v: report.human(v, "B"), "kv_cache_bytes": lambda v: report.human(v, "B"), "ridge_point": lambda v: f"{v:.2f} FLOP/B",

@@ -47,7 +47,7 @@ class KernelTime:
 @dataclass(frozen=True)
 class Totals:
     latency_s: float
-    throughput_per_s: float
+    throughput_per_s: float | None  # None when nothing takes time (a model of views only)
     utilization: float
     arithmetic_intensity: float
     weight_bytes: int
@@ -153,7 +153,7 @@ def place(result: Analysis, device: Device, model: ExecutionModel, memory_budget
     flops, moved = result.totals["flops"], result.totals["bytes_read"] + result.totals["bytes_written"]
     batch = _batch(result)
     peak_rate = device.peak_for(model.dtype or result.costs.precision.activations)
-    totals = Totals(latency_s=latency, throughput_per_s=batch / latency if latency else float("inf"),
+    totals = Totals(latency_s=latency, throughput_per_s=batch / latency if latency else None,
                     utilization=flops / latency / peak_rate if latency else 0.0,
                     arithmetic_intensity=flops / moved if moved else 0.0, weight_bytes=weight_bytes,
                     peak_memory_bytes=peak, kv_cache_bytes=kv_bytes, fits=peak <= capacity)
