@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
+MAX_NAME = 200  # characters in a layer name (names appear in every message about the layer)
 ONE = sympy.Integer(1)
 _LAYER_KEYS = {"name", "op", "block", "inputs", "when", "repeat", "loop", "args"}
 
@@ -211,6 +212,9 @@ class _Builder:
         if isinstance(name, bool) or not isinstance(name, (str, int)):
             raise SpecError(f"a layer name is a string, got {brief(name)}", path=self.spec.path,
                             line=self.spec.line(*key, "name"))
+        if len(str(name)) > MAX_NAME:
+            raise SpecError(f"a layer name is at most {MAX_NAME} characters, got {len(str(name)):,}: "
+                            f"{brief(str(name))}", path=self.spec.path, line=self.spec.line(*key, "name"))
         return str(name)
 
     def _expand_one(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...]) -> None:
@@ -221,6 +225,8 @@ class _Builder:
         for k in ("op", "block", "loop"):
             if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (str, int))):
                 raise SpecError(f"'{k}' is a name, got {brief(d[k])}")
+            if k in d and len(str(d[k])) > MAX_NAME:
+                raise SpecError(f"'{k}' is a name of at most {MAX_NAME} characters, got {brief(str(d[k]))}")
         if "args" in d and "op" in d:
             raise SpecError("'args' are for block layers; an op takes its attributes directly")
         if "loop" in d and "repeat" not in d:
@@ -245,6 +251,9 @@ class _Builder:
         return [self._ref(str(r), scope, (*key, "inputs"), d.get("name")) for r in items]
 
     def _ref(self, text: str, scope: _Scope, key: tuple[Any, ...], own: Any) -> Ref:
+        if len(text) > MAX_NAME + 8:
+            raise SpecError(f"a tensor reference is at most {MAX_NAME + 8} characters, got {brief(text)}",
+                            path=self.spec.path, line=self.spec.line(*key))
         name, _, idx = text.partition(":")
         if name not in scope.tensors:
             if name == own or name in scope.later:

@@ -8,6 +8,8 @@ from explorer.errors import SpecError
 from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, numel, op, pair
 from explorer.ops.conv import conv_out
 
+MAX_ADAPTIVE = 1024  # output size of adaptive pooling: the window sum has one term per output row
+
 _POOL_ATTRS = {
     "kernel": Attr(REQUIRED, "exprs", check="pos_int"),
     "stride": Attr(None, "exprs", doc="default: the kernel", check="pos_int"),
@@ -62,8 +64,8 @@ def _adaptive(call: OpCall) -> tuple[tuple, sympy.Expr]:
     n, c, h, w = call.x
     oh, ow = pair(call["size"])
     for o in (oh, ow):
-        if not (o.is_Integer and o > 0):
-            raise SpecError(f"adaptive pooling size must be a positive integer, got {o}")
+        if not (o.is_Integer and 0 < o <= MAX_ADAPTIVE):
+            raise SpecError(f"adaptive pooling size must be an integer from 1 to {MAX_ADAPTIVE}, got {o}")
     window_sum = adaptive_windows(h, int(oh)) * adaptive_windows(w, int(ow))
     return (n, c, oh, ow), n * c * window_sum
 
