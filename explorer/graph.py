@@ -157,8 +157,10 @@ class _Builder:
             scope.tensors[name] = [Ref(name)]
         scope.last = [Ref(next(iter(self.spec.inputs)))]
         try:
-            top = {**self.symbols, **self.bind}
-            self._reserve(sum(self._entry_size(d, top, frozenset()) for d in self.spec.layers))
+            top, total = {**self.symbols, **self.bind}, 0
+            for d in self.spec.layers:  # stops at the limit: the work stays bounded too
+                total += self._entry_size(d, top, frozenset())
+                self._reserve(total)
         except SpecError as exc:
             raise exc.located(self.spec.path, self.spec.line("layers")) from None
         self._expand_list(self.spec.layers, scope)
@@ -340,6 +342,8 @@ class _Builder:
             total = 0
             for entry in block.layers:
                 total = min(total + self._entry_size(entry, inner, stack | {bname}), 10**15)
+                if total > MAX_NODES:
+                    break
             self._sizes[memo] = max(total, 1)
         return self._sizes[memo]
 
