@@ -139,7 +139,8 @@ def load(path: str | Path, kind: type[ExplorerError] = ExplorerError, counted: C
 
 def _read(path: Path) -> str:
     """The text of a regular file of at most MAX_BYTES, checked before reading (not /dev/zero)."""
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+    with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ValueError("cannot read file: not a regular file")
