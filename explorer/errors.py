@@ -61,7 +61,10 @@ class StudyError(ExplorerError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'conv2d'?)`` when a close match exists, else ``""``."""
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    if len(word) > 200:  # difflib is quadratic in the lengths
+        return ""
+    short = sorted(c for c in map(str, choices) if len(c) <= 200)
+    close = difflib.get_close_matches(word, short, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

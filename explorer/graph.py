@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
+MAX_NAME = 200  # characters in a layer name (names appear in every message about the layer)
 ONE = sympy.Integer(1)
 _LAYER_KEYS = {"name", "op", "block", "inputs", "when", "repeat", "loop", "args"}
 
@@ -157,8 +158,10 @@ class _Builder:
             scope.tensors[name] = [Ref(name)]
         scope.last = [Ref(next(iter(self.spec.inputs)))]
         try:
-            top = {**self.symbols, **self.bind}
-            self._reserve(sum(self._entry_size(d, top, frozenset()) for d in self.spec.layers))
+            top, total = {**self.symbols, **self.bind}, 0
+            for d in self.spec.layers:  # stops at the limit: the work stays bounded too
+                total += self._entry_size(d, top, frozenset())
+                self._reserve(total)
         except SpecError as exc:
             raise exc.located(self.spec.path, self.spec.line("layers")) from None
         self._expand_list(self.spec.layers, scope)
@@ -212,6 +215,9 @@ class _Builder:
         if isinstance(name, bool) or not isinstance(name, (str, int)):
             raise SpecError(f"a layer name is a string, got {brief(name)}", path=self.spec.path,
                             line=self.spec.line(*key, "name"))
+        if len(str(name)) > MAX_NAME:
+            raise SpecError(f"a layer name is at most {MAX_NAME} characters, got {len(str(name)):,}: "
+                            f"{brief(str(name))}", path=self.spec.path, line=self.spec.line(*key, "name"))
         return str(name)
 
     def _expand_one(self, d: dict[str, Any], name: str, scope: _Scope, key: tuple[Any, ...]) -> None:
@@ -222,6 +228,8 @@ class _Builder:
         for k in ("op", "block", "loop"):
             if k in d and (isinstance(d[k], bool) or not isinstance(d[k], (str, int))):
                 raise SpecError(f"'{k}' is a name, got {brief(d[k])}")
+            if k in d and len(str(d[k])) > MAX_NAME:
+                raise SpecError(f"'{k}' is a name of at most {MAX_NAME} characters, got {brief(str(d[k]))}")
         if "args" in d and "op" in d:
             raise SpecError("'args' are for block layers; an op takes its attributes directly")
         if "loop" in d and "repeat" not in d:
@@ -265,6 +273,9 @@ class _Builder:
         return list(outs)
 
     def _ref(self, text: str, scope: _Scope, key: tuple[Any, ...], own: Any) -> Ref:
+        if len(text) > MAX_NAME + 8:
+            raise SpecError(f"a tensor reference is at most {MAX_NAME + 8} characters, got {brief(text)}",
+                            path=self.spec.path, line=self.spec.line(*key))
         name, _, idx = text.partition(":")
         if name not in scope.tensors:
             if name == own or name in scope.later:
@@ -354,6 +365,8 @@ class _Builder:
             total = 0
             for entry in block.layers:
                 total = min(total + self._entry_size(entry, inner, stack | {bname}), 10**15)
+                if total > MAX_NODES:
+                    break
             self._sizes[memo] = max(total, 1)
         return self._sizes[memo]
 

@@ -16,7 +16,7 @@ import sympy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from explorer import yamlfile
-from explorer.errors import SpecError, did_you_mean
+from explorer.errors import SpecError, brief, did_you_mean
 
 Number = Union[int, float]
 DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1,
@@ -43,6 +43,8 @@ def check_name(name: object, what: str) -> str:
 
     ASCII only because Python folds identifiers to NFKC (``ﬁ`` reads as ``fi``).
     """
+    if isinstance(name, str) and len(name) > 200:
+        raise ValueError(f"{what} {brief(name)} is longer than 200 characters")
     if not isinstance(name, str) or not name.isascii() or not name.isidentifier():
         raise ValueError(f"{what} {name!r} is not a name (ASCII letters, digits and _, not starting "
                          "with a digit)")

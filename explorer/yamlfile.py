@@ -5,8 +5,8 @@ gives the line of every mapping key and sequence item. Lines are only needed to 
 so the composition runs on first use (with libyaml's parser when PyYAML has it).
 
 Work is bounded before anything is built: only regular files of at most :data:`MAX_BYTES` are
-read, a cheap event scan refuses more than :data:`MAX_NODES` YAML nodes (and, for specs, more
-than a given number of layer entries), and integers longer than :data:`MAX_INT_DIGITS` digits
+read, a cheap event scan refuses more than :data:`MAX_NODES` YAML nodes, nesting deeper than
+:data:`MAX_DEPTH`, recursive aliases (and, for specs, more than a given number of layer entries), and integers longer than :data:`MAX_INT_DIGITS` digits
 are refused with their line (Python itself refuses to read more than 4,300 digits).
 """
 
@@ -30,6 +30,7 @@ Key = tuple[Any, ...]
 MAX_BYTES = 8 * 1024 * 1024  # largest file read
 MAX_NODES = 500_000  # YAML nodes (scalars, sequences, mappings) in one file, counted before loading
 MAX_INT_DIGITS = 400  # digits of one integer literal
+MAX_DEPTH = 100  # nesting of collections (libyaml composes recursively in C, unbounded by Python)
 MAX_ENTRIES = MAX_NODES  # keys indexed for line numbers; more can only come from aliases expanding
 _LIBYAML = hasattr(yaml, "CSafeLoader")
 
@@ -138,7 +139,8 @@ def load(path: str | Path, kind: type[ExplorerError] = ExplorerError, counted: C
 
 def _read(path: Path) -> str:
     """The text of a regular file of at most MAX_BYTES, checked before reading (not /dev/zero)."""
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+    with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ValueError("cannot read file: not a regular file")
@@ -206,6 +208,8 @@ def _prescan(text: str, counted: Counted | None) -> None:
             watched = (counted is not None and isinstance(event, yaml.SequenceStartEvent)
                        and _matches(path, counted.paths))
             stack.append([isinstance(event, yaml.MappingStartEvent), path, None, watched, event.anchor])
+            if len(stack) > MAX_DEPTH:
+                raise _TooBig(f"YAML nests deeper than {MAX_DEPTH} levels", event.start_mark.line + 1)
 
 
 def _event_key(stack: list[list[Any]], event: yaml.NodeEvent) -> tuple[str, ...]:

@@ -40,7 +40,14 @@ def test_every_failure_mode_has_a_file() -> None:
                    "channels_non_integer", "channels_non_positive", "unknown_variable", "value_outside_domain",
                    "duplicate_names", "yaml_syntax", "missing_attribute", "mistyped_attribute",
                    "forbidden_import", "forbidden_attribute", "forbidden_lambda", "forbidden_comprehension",
-                   "huge_power", "deep_nesting", "huge_repeat"):
+                   "huge_power", "deep_nesting", "huge_repeat",
+                   # issue 10: tracebacks (6), unbounded work (10), silently wrong numbers (11), messages (12)
+                   "layer_name_list", "block_name_list", "input_index_not_ascii", "repeat_true", "repeat_condition",
+                   "channel_shuffle_rank1", "integer_too_long", "nested_repeats", "nested_repeats_inner",
+                   "groups_negative", "kernel_zero", "dilation_zero", "padding_negative", "axis_fraction",
+                   "select_index_fraction", "permute_dims_fraction", "variable_min_nan", "variable_default_huge",
+                   "variable_default_inf", "variable_default_nan", "variable_not_ascii", "expression_not_ascii",
+                   "yaml_too_deep", "yaml_recursive_alias", "adaptive_size_huge", "layer_name_too_long"):
         assert needed in names
 
 

@@ -76,6 +76,14 @@ def test_study_spec_dev_zero(run, tmp_path: Path, monkeypatch) -> None:
     assert not (tmp_path / "explorer-out").exists()
 
 
+def test_fifo_does_not_block(run, tmp_path: Path) -> None:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    assert _one_line(run, "analyze", fifo) == f"{fifo}: cannot read file: not a regular file"
+
+
 def test_directory(run, tmp_path: Path) -> None:
     assert _one_line(run, "analyze", tmp_path) == f"{tmp_path}: cannot read file: Is a directory"
 
