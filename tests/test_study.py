@@ -52,10 +52,12 @@ def small_study(tmp_path: Path, sampler: str = "random", n: int = 30) -> Path:
 
 
 def exact_metrics(spec_name: str, device: str, dtype: str, values: dict) -> dict:
+    from explorer.hardware.predict import predict
+
     spec = load_spec(spec_name)
-    a = analyze(spec, values, Precision(dtype))
-    r = Roofline(a.costs, load_device(device), dtype)
-    t = {**a.totals, **{k: float(v) for k, v in r.totals.items()}}
+    p = predict(spec, values, hardware=device, precision=Precision(dtype))
+    a = p.analysis
+    t = {**a.totals, **p.totals.as_dict()}
     t["bytes"] = t["bytes_read"] + t["bytes_written"]
     batch = a.values["batch"]
     t["macs / batch"], t["flops / batch"] = t["macs"] / batch, t["flops"] / batch
