@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explorer.analysis import analyze
 from explorer.cost import Precision
-from explorer.hardware import Roofline, load_device
+from explorer.hardware import load_device
 from explorer.spec import load_spec
 from explorer.study.config import load_study
 from explorer.study.evaluate import METRICS, Evaluator, Target
