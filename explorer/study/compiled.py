@@ -32,6 +32,7 @@ from explorer.hardware.memory import memory_profile
 from explorer.study.program import Program
 
 FIELDS = ("count", "flops", "macs", "params", "bytes_read", "bytes_written", "kv_cache_bytes")
+TOTALS = FIELDS[1:]  # summed over layers, times each layer's count
 KERNEL_FIELDS = ("k_count", "k_flops", "k_bytes", "k_key")  # per kernel of the execution plan
 CHUNK = 1 << 21  # elements of one (layers, configurations) block
 
@@ -46,6 +47,39 @@ class _Regs:
     dims: list[int]
     weight_bytes: int
     samples: int
+
+
+class _Stage:
+    """The architecture stage: every register (rows) per architecture (columns) of the program's
+    workspace. With batch split off, columns ``:u`` hold batch 0 and ``u:`` batch 1; ``take`` and
+    ``dot`` return (x1, x0), x1 the part per unit of batch (None when not split). Results are
+    copies: the workspace is reused by the next evaluation."""
+
+    def __init__(self, table: Any, u: int, split: bool, slices: dict[str, tuple[int, int]], position: Any) -> None:
+        self.table, self.u, self.split = table, u, split
+        self._slices, self._position = slices, position
+        self._cache: dict[str, tuple[Any, Any]] = {}
+
+    def __getitem__(self, kind: str) -> tuple[Any, Any]:
+        got = self._cache.get(kind)
+        if got is None:
+            lo, hi = self._slices[kind]
+            got = self._cache[kind] = self.take(self._position[lo:hi])
+        return got
+
+    def take(self, rows: Any) -> tuple[Any, Any]:
+        """(x1, x0) of these registers."""
+        if not self.split:
+            return None, self.table[rows]
+        x0 = self.table[rows, : self.u]
+        return self.table[rows, self.u:] - x0, x0
+
+    def dot(self, weights: Any, rows: Any) -> tuple[Any, Any]:
+        """``weights @ x`` over these registers, for x1 and x0."""
+        if not self.split:
+            return None, weights @ self.table[rows]
+        x0 = weights @ self.table[rows, : self.u]
+        return weights @ self.table[rows, self.u:] - x0, x0
 
 
 class CompiledModel:
@@ -71,6 +105,7 @@ class CompiledModel:
         self.split = self.batch is not None and all(deg[r] in (0, 1) for r in used) and \
             all(deg[r] == 0 for r in self.regs.layers["count"] + self.regs.layers["k_count"] + self.regs.gates)
         self.arch_names = [n for n in self.names if not (self.split and n == "batch")]
+        self._workspace: dict[int, Any] = {}
         self._layout()
         self._group_layers()
 
@@ -98,14 +133,76 @@ class CompiledModel:
         for kind, regs in kinds.items():
             self._slices[kind] = (len(order), len(order) + len(regs))
             order += regs
-        self._unique = list(dict.fromkeys(order))
-        where = {reg: i for i, reg in enumerate(self._unique)}
-        self._position = np.array([where[reg] for reg in order], dtype=np.intp)
+        self._position = np.array(order, dtype=np.intp)  # rows of the workspace
         firsts, lasts = self.buffer_first, self.buffer_last + 1
         self._first_order = np.argsort(firsts, kind="stable")
         self._first_keys, self._first_starts = np.unique(firsts[self._first_order], return_index=True)
         self._last_order = np.argsort(lasts, kind="stable")
         self._last_keys, self._last_starts = np.unique(lasts[self._last_order], return_index=True)
+        where = {reg: reg for reg in order}
+        self._totals_plan(where)
+        self._live_plan(where)
+
+    def _totals_plan(self, where: dict[int, int]) -> None:
+        """A total is ``sum_c count_c * (W_c @ x)``: layers grouped by their count register, each
+        group's registers weighted by how often they occur (distinct registers only)."""
+        consts = self.program.consts
+        counts = self.regs.layers["count"]
+        count_rows = sorted({where[r] for r in counts})
+        self._count_rows = np.array(count_rows, dtype=np.intp)
+        self._counts_ok = all(r in consts and float(consts[r]) >= 0 and float(consts[r]).is_integer()
+                              for r in counts)
+        group = {row: i for i, row in enumerate(count_rows)}
+        self._totals: dict[str, tuple[Any, Any]] = {}
+        for f in TOTALS:
+            acc: dict[tuple[int, int], float] = {}
+            for c, reg in zip(counts, self.regs.layers[f]):
+                if not (reg in consts and consts[reg] == 0):
+                    key = (group[where[c]], where[reg])
+                    acc[key] = acc.get(key, 0.0) + 1.0
+            rows = sorted({r for _, r in acc})
+            col = {r: i for i, r in enumerate(rows)}
+            weights = np.zeros((len(count_rows), len(rows)))
+            for (g, r), w in acc.items():
+                weights[g, col[r]] = w
+            self._totals[f] = (weights, np.array(rows, dtype=np.intp))
+
+    def _live_plan(self, where: dict[int, int]) -> None:
+        """Live bytes per step as one matrix product over the distinct buffer sizes.
+
+        Steps whose live buffers are a subset of another step's (sizes are >= 0) can never hold the
+        largest live set and are dropped, unless that other step may not run (a gate, i.e. a layer
+        count, that is not a positive constant and not the same as this step's)."""
+        consts = self.program.consts
+        sizes, gates = self.regs.sizes, self.regs.gates
+        keep_buf = [b for b, r in enumerate(sizes) if not (r in consts and consts[r] == 0)]
+        steps = np.arange(len(gates))
+        on = np.array([r in consts and float(consts[r]) > 0 for r in gates], dtype=bool)
+        off = np.array([r in consts and float(consts[r]) <= 0 for r in gates], dtype=bool)
+        first, last = self.buffer_first[keep_buf], self.buffer_last[keep_buf]
+        alive = (first[None, :] <= steps[:, None]) & (steps[:, None] <= last[None, :])  # (steps, buffers)
+        candidates = np.nonzero(~off & alive.any(axis=1))[0]
+        alive = alive[candidates]
+        if 0 < len(candidates) <= 2048:
+            a = alive.astype(np.float64)
+            inside = (a @ (1.0 - a).T) == 0  # inside[i, j]: step i's buffers are all live at step j
+            same = (a @ a.T == a.sum(axis=1)[:, None]) & inside.T
+            gate = np.array([gates[s] for s in candidates])
+            may = on[candidates][None, :] | (gate[:, None] == gate[None, :])  # j runs whenever i does
+            later = np.arange(len(candidates))[:, None] < np.arange(len(candidates))[None, :]
+            drop = inside & may & ~(same & later)  # equal sets: the first step stays
+            np.fill_diagonal(drop, False)
+            kept = ~drop.any(axis=1)
+            candidates, alive = candidates[kept], alive[kept]
+        size_rows = np.array([where[sizes[b]] for b in keep_buf], dtype=np.intp)
+        self._live_rows, column = np.unique(size_rows, return_inverse=True) if len(size_rows) else \
+            (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
+        onehot = np.zeros((len(keep_buf), len(self._live_rows)))
+        onehot[np.arange(len(keep_buf)), column.ravel()] = 1.0
+        self._live_matrix = alive.astype(np.float64) @ onehot  # (kept steps, distinct sizes)
+        gated = [i for i, s in enumerate(candidates) if not on[s]]
+        self._live_gated = np.array(gated, dtype=np.intp)
+        self._live_gate_rows = np.array([where[gates[candidates[i]]] for i in gated], dtype=np.intp)
 
     def _registers(self, model: Model, precision: Precision) -> _Regs:
         p = self.program
@@ -137,13 +234,20 @@ class CompiledModel:
         """Flat arrays of n configurations -> (metrics, valid mask, architecture ids)."""
         arch = np.stack([np.broadcast_to(np.asarray(values[a], dtype=np.float64), (n,)) for a in self.arch_names],
                         axis=1) if self.arch_names else np.zeros((n, 0))
+        batch = np.broadcast_to(np.asarray(values.get("batch", 0.0), dtype=np.float64), (n,)) if self.split \
+            else np.zeros(n)
+        # one batch size for every configuration: evaluate it directly instead of at batch 0 and 1
+        split = self.split and n > 0 and bool(np.any(batch != batch[0]))
+        fixed_batch = float(batch[0]) if self.split and not split else None
         uniq, inverse = unique_rows(arch)
         if 2 * len(uniq) > n:  # mostly distinct architectures: evaluate in place, no gathers later
             uniq, inverse = arch, None
-        batch = np.broadcast_to(np.asarray(values.get("batch", 0.0), dtype=np.float64), (n,)) if self.split \
-            else np.zeros(n)
-        stage = self._arch_stage(uniq)
+        stage = self._arch_stage(uniq, split, fixed_batch)
+        if not split:
+            batch = np.zeros(n)
         metrics, valid = self._config_stage(stage, inverse, batch)
+        if fixed_batch is not None:
+            batch = np.full(n, fixed_batch)
         return metrics, valid, self._architectures(stage["dims"], inverse, batch)
 
     def _architectures(self, dims: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
@@ -157,45 +261,36 @@ class CompiledModel:
             if batch.max() < 2**31 and code.max() < 2**31 else (None, unique_rows(np.stack([code, batch], 1))[1])
         return ids.ravel()
 
-    def _arch_stage(self, uniq: Any) -> dict[str, Any]:
-        """Per architecture: every register's (x1, x0), stacked per kind."""
+    def _arch_stage(self, uniq: Any, split: bool, fixed_batch: float | None) -> _Stage:
+        """Per architecture, every register: run once per architecture, at batch 0 and 1 when
+        ``split`` (batch varies; registers read are of degree <= 1 in it); ``fixed_batch``: batch is
+        split off in general but has one value here, evaluated directly."""
         u = uniq.shape[0]
         cols = {a: uniq[:, j] for j, a in enumerate(self.arch_names)}
-        if self.split:
+        if split:
             args = [np.concatenate([np.zeros(u), np.ones(u)]) if a == "batch" else np.tile(cols[a], 2)
                     for a in self.names]
         else:
-            args = [cols[a] for a in self.names]
+            args = [np.full(u, fixed_batch) if a == "batch" and a not in cols else cols[a] for a in self.names]
+        m = 2 * u if split else u
+        table = self._workspace.get(m)
+        if table is None:
+            self._workspace.clear()  # one size kept: a study evaluates the same shapes again and again
+            table = self._workspace[m] = self.program.workspace(m)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            regs = self.program.run(args)
-
-        m = 2 * u if self.split else u
-        table = np.empty((len(self._unique), m))
-        for i, r in enumerate(self._unique):
-            table[i] = regs[r]
-        rows = table[self._position]  # (every register read, m)
-        if self.split:
-            x0 = rows[:, :u]
-            x1 = rows[:, u:] - x0
-        else:
-            x0, x1 = rows, None
-        out = {}
-        for kind, (lo, hi) in self._slices.items():
-            out[kind] = (None if x1 is None else x1[lo:hi], x0[lo:hi])
-        return out
+            self.program.run_into(table, args)
+        return _Stage(table, u, split, self._slices, self._position)
 
     def _config_stage(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[dict[str, Any], Any]:
-        count = st["count"][1]  # degree 0 in batch
         res: dict[str, Any] = {}
-        for name, f in (("params", "params"), ("macs", "macs"), ("flops", "flops")):
-            res[name] = _total(count, st[f], inverse, batch)
-        res["bytes_read"] = _total(count, st["bytes_read"], inverse, batch)
-        res["bytes_written"] = _total(count, st["bytes_written"], inverse, batch)
-        res["kv_cache_bytes"] = _total(count, st["kv_cache_bytes"], inverse, batch)
+        for name in TOTALS:
+            res[name] = self._total(st, name, inverse, batch)
         res["weight_bytes"] = _line(st["weight_bytes"], inverse, batch)[0]
         samples = _line(st["samples"], inverse, batch)[0]
-        valid = _positive_integers(st["dims"], inverse, batch) & _positive_integers(
-            (np.zeros_like(count), count + 1), inverse, batch)
+        valid = _positive_integers(st["dims"], inverse, batch)
+        if not self._counts_ok:  # layer counts vary (or a constant one is not a natural number)
+            count = st.take(self._count_rows)[1]  # degree 0 in batch
+            valid &= _positive_integers((np.zeros_like(count), count + 1), inverse, batch)
         latency, live = self._per_config(st, inverse, batch)
         with np.errstate(divide="ignore", invalid="ignore"):
             res["bytes"] = res["bytes_read"] + res["bytes_written"]
@@ -209,6 +304,14 @@ class CompiledModel:
         valid &= np.isfinite(latency) & (latency > 0)
         return res, valid
 
+    def _total(self, st: _Stage, field: str, inverse: Any, batch: Any) -> Any:
+        """sum over layers of count * (x1 batch + x0): summed per architecture first."""
+        weights, rows = self._totals[field]
+        count = st.take(self._count_rows)[1]  # layer counts are of degree 0 in batch
+        x1, x0 = st.dot(weights, rows)
+        out = _take(np.einsum("ij,ij->j", count, x0), inverse)
+        return out if x1 is None else out + _take(np.einsum("ij,ij->j", count, x1), inverse) * batch
+
     def _per_config(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[Any, Any]:
         """Latency (the sum of kernel times) and the largest live set, per configuration, in chunks."""
         live1, live0 = self._live(st)
@@ -217,7 +320,7 @@ class CompiledModel:
         step = max(1, CHUNK // n_rows)
         latency, live = np.empty(n), np.empty(n)
         rows = self.rows
-        fields = {f: _trim(tuple(None if x is None else x[rows] for x in st[f])) for f in KERNEL_FIELDS}
+        fields = {f: _trim(st.take(self._position[self._slices[f][0] + rows])) for f in KERNEL_FIELDS}
         lives = _trim(_useful_steps(live1, live0))
         classes = [self.classes[r] for r in rows]
         for lo in range(0, n, step):
@@ -232,21 +335,15 @@ class CompiledModel:
             live[lo:lo + step] = _expand(lives, idx, b).max(axis=0) if live0.shape[0] else 0.0
         return latency, live
 
-    def _live(self, st: dict[str, Any]) -> tuple[Any, Any]:
-        """Live bytes per step and architecture, (x1, x0) each (steps, U): buffers summed over their lives."""
-        steps = len(self.regs.gates)
-        gate = st["gates"][1] > 0
-        out = []
-        for sizes in st["sizes"]:
-            if sizes is None:
-                out.append(None)
-                continue
-            diff = np.zeros((steps + 1, sizes.shape[1]))
-            if len(sizes):
-                diff[self._first_keys] += np.add.reduceat(sizes[self._first_order], self._first_starts, axis=0)
-                diff[self._last_keys] -= np.add.reduceat(sizes[self._last_order], self._last_starts, axis=0)
-            out.append(np.where(gate, np.cumsum(diff, axis=0)[:steps], 0.0))
-        return out[0], out[1]
+    def _live(self, st: _Stage) -> tuple[Any, Any]:
+        """Live bytes per (kept) step and architecture, (x1, x0) each (steps, U)."""
+        l1, l0 = st.dot(self._live_matrix, self._live_rows)
+        if len(self._live_gated):  # steps of layers that may not run hold nothing then
+            off = st.take(self._live_gate_rows)[1] <= 0
+            l0[self._live_gated] = np.where(off, 0.0, l0[self._live_gated])
+            if l1 is not None:
+                l1[self._live_gated] = np.where(off, 0.0, l1[self._live_gated])
+        return l1, l0
 
 
 def _stack(rows: list[Any], n: int) -> Any:

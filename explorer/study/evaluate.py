@@ -25,6 +25,7 @@ from explorer.errors import ExplorerError, SpecError
 from explorer.graph import Model, build
 from explorer.hardware import Device
 from explorer.spec import Spec
+from explorer.study.allocator import retain_freed_memory
 from explorer.study.compiled import CompiledModel, unique_rows
 
 # study metric -> (engine quantity, unit dimension for constraints)
@@ -70,6 +71,7 @@ class Evaluator:
 
     def __init__(self, spec: Spec, target: Target, model: Model | None = None, *,
                  fixed: Mapping[str, Any] | None = None, searched: list[str] | None = None) -> None:
+        retain_freed_memory()
         self.spec = spec
         self.target = target
         fixed = dict(fixed or {})

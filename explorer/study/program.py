@@ -60,13 +60,13 @@ def _quotient(n_num: int, coeff: Any) -> Callable[..., Any]:
 
     def quotient(*xs: Any) -> Any:
         top: Any = p
-        for x in xs[:n_num]:
-            top = top * x
+        for k, x in enumerate(xs[:n_num]):
+            top = x if k == 0 and p == 1.0 else top * x  # 1 * x is x: no copy
         if len(xs) == n_num:
             return top / q if q != 1.0 else top
         bottom: Any = q
-        for x in xs[n_num:]:
-            bottom = bottom * x
+        for k, x in enumerate(xs[n_num:]):
+            bottom = x if k == 0 and q == 1.0 else bottom * x
         return top / bottom
     return quotient
 
@@ -213,6 +213,22 @@ class Program:
             e = float(n)
             return (lambda x: np.power(x, e)), (0 if deg == 0 else None)
         raise SpecError(f"cannot evaluate the power {node} in a compiled study")
+
+    def workspace(self, m: int) -> Any:
+        """A (registers, m) array for :meth:`run_into`, constants already in place."""
+        out = np.empty((self.size, m))
+        for k, v in self.consts.items():
+            out[k] = v
+        return out
+
+    def run_into(self, out: Any, values: Sequence[Any]) -> Any:
+        """All registers as rows of ``out`` (from :meth:`workspace`): one array reused across calls,
+        so a sweep does not allocate (and the allocator return to the system) a few hundred arrays
+        per call."""
+        out[: len(self.args)] = values
+        for fn, ins, reg in self.code:
+            out[reg] = fn(*[out[i] for i in ins])
+        return out
 
     def run(self, values: Sequence[Any]) -> list[Any]:
         """All registers for these argument arrays (or scalars)."""
