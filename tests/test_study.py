@@ -286,3 +286,26 @@ def _wait_for_trials(study, n: int, timeout: float = 120) -> None:
         except Exception:  # noqa: BLE001 - the storage may not exist yet
             continue
     raise AssertionError(f"the study never reached {n} trials")
+
+
+def test_what_optuna_dashboard_reads(run, tmp_path) -> None:
+    """Objective names, one numeric user attribute per metric and the constraint values, as any
+    Optuna client (optuna-dashboard included) reads them through Optuna's public API."""
+    import optuna
+
+    path = small_study(tmp_path, "random", 12)
+    assert run("study", "run", path, "--quiet")[0] == 0
+    study = load_study(path)
+    ostudy = optuna.load_study(study_name=study.name, storage=study.storage)
+    assert ostudy.metric_names == ["throughput", "macs_per_sample"]
+    complete = ostudy.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert complete
+    for t in complete:
+        assert set(METRICS) <= set(t.user_attrs)
+        assert all(isinstance(t.user_attrs[m], float) for m in METRICS)
+        assert t.values == [t.user_attrs["throughput"], t.user_attrs["macs_per_sample"]]
+        violations = t.system_attrs["constraints"]  # the list form optuna-dashboard shows
+        assert len(violations) == 2
+        assert (violations[0] <= 0) == (t.user_attrs["peak_memory"] <= 200e6)
+        assert (violations[1] <= 0) == (t.user_attrs["latency"] <= 30e-3)
+        assert t.user_attrs["explorer"]["feasible"] == all(v <= 0 for v in violations)

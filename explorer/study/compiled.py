@@ -281,7 +281,7 @@ class CompiledModel:
             self.program.run_into(table, args)
         return _Stage(table, u, split, self._slices, self._position)
 
-    def _config_stage(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[dict[str, Any], Any]:
+    def _config_stage(self, st: _Stage, inverse: Any, batch: Any) -> tuple[dict[str, Any], Any]:
         res: dict[str, Any] = {}
         for name in TOTALS:
             res[name] = self._total(st, name, inverse, batch)
@@ -312,7 +312,7 @@ class CompiledModel:
         out = _take(np.einsum("ij,ij->j", count, x0), inverse)
         return out if x1 is None else out + _take(np.einsum("ij,ij->j", count, x1), inverse) * batch
 
-    def _per_config(self, st: dict[str, Any], inverse: Any, batch: Any) -> tuple[Any, Any]:
+    def _per_config(self, st: _Stage, inverse: Any, batch: Any) -> tuple[Any, Any]:
         """Latency (the sum of kernel times) and the largest live set, per configuration, in chunks."""
         live1, live0 = self._live(st)
         n = len(batch)

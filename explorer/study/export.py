@@ -14,7 +14,7 @@ from explorer.outputs import check_file, write_atomic
 from explorer.study.config import Study
 from explorer.study.evaluate import METRICS
 from explorer.study.pareto import non_dominated, oriented
-from explorer.study.run import ATTR, open_study
+from explorer.study.run import ATTR, open_study, trial_metrics
 from explorer.study.storage import storage_file
 
 
@@ -31,7 +31,7 @@ def trial_rows(study: Study) -> list[dict[str, Any]]:
         row.update({k: (round(v, 12) if isinstance(v, float) else v) for k, v in t.params.items() if k != "target"})
         if len(study.targets) > 1:
             row["target"] = info.get("target") or t.params.get("target")
-        row.update(info.get("metrics") or {})
+        row.update(trial_metrics(t))
         if info.get("same_as", t.number) != t.number:
             row["same_as"] = info["same_as"]
         rows.append(row)

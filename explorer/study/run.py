@@ -19,7 +19,7 @@ from typing import Any
 
 from explorer.errors import ExplorerError, StudyError
 from explorer.study.config import Study
-from explorer.study.evaluate import Evaluator
+from explorer.study.evaluate import METRICS, Evaluator
 from explorer.study.storage import (
     Claims,
     count_by_state,
@@ -32,7 +32,9 @@ from explorer.study.storage import (
 
 STALE_SECONDS = 120  # a RUNNING trial older than this was left by a killed process
 UNCLAIMED_SECONDS = 5  # a RUNNING trial with no worker recorded after this was orphaned at birth
-ATTR = "explorer"  # user attribute holding a trial's metrics and feasibility
+ATTR = "explorer"  # user attribute: a trial's architecture key, feasibility, constraint values, target
+# and every metric as a numeric user attribute of its own, named as in study files (base units:
+# seconds, bytes, per second), so that optuna-dashboard can sort and plot each one
 WORKER_ATTR = "explorer_worker"  # [host, pid] of the process running the trial (server storages)
 CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute: constraint values, <= 0 satisfied
 
@@ -91,7 +93,16 @@ class Objective:
         for t in trials:
             info = t.user_attrs.get(ATTR)
             if info and "key" in info:
-                self.cache.setdefault(_key(info["key"]), (info.get("same_as", t.number), info.get("metrics")))
+                self.cache.setdefault(_key(info["key"]), (info.get("same_as", t.number), trial_metrics(t) or None))
+
+
+def trial_metrics(trial: Any) -> dict[str, float]:
+    """A stored trial's metrics ({} for an invalid configuration). Studies stored before metrics
+    had attributes of their own keep them inside the ``explorer`` attribute."""
+    info = trial.user_attrs.get(ATTR) or {}
+    if "metrics" in info:
+        return dict(info["metrics"] or {})
+    return {m: trial.user_attrs[m] for m in METRICS if m in trial.user_attrs}
 
 
 def _key(raw: Any) -> tuple[Any, ...]:
@@ -139,6 +150,14 @@ def open_study(study: Study, worker: int = 0, create: bool = True) -> Any:
     if stored != study.directions:
         raise StudyError(f"the stored study '{study.name}' has directions {stored}, the file asks for "
                          f"{study.directions}; use another name or storage", path=study.path)
+    names = [o.metric for o in study.objectives]
+    with storage_errors(study):
+        if create and s.metric_names != names:  # objective names for optuna-dashboard and Optuna's plots
+            import warnings
+
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                s.set_metric_names(names)
     return s
 
 
@@ -273,12 +292,19 @@ class _Worker:
 
 
 def worker_loop(study: Study, n_trials: int, worker: int = 0, progress: Any = None,
-                ostudy: Any = None) -> tuple[int, int]:
-    """Ask, evaluate, tell until the study holds n_trials; returns (trials made, stale failed)."""
+                ostudy: Any = None, stage: Any = None) -> tuple[int, int]:
+    """Ask, evaluate, tell until the study holds n_trials; returns (trials made, stale failed).
+    ``stage(text)`` is told what the setup is doing before the first trial."""
+    stage = stage or (lambda text: None)
     ostudy = ostudy if ostudy is not None else open_study(study, worker)
     objective = Objective(study)
+    for target in study.targets:  # build each target's evaluator now, not inside the first trials
+        stage(f"building the evaluator: {study.spec.name} on {target.label}")
+        objective.evaluator(target.label)
+    stage("reading stored trials")
     with storage_errors(study):
         objective.remember(ostudy.get_trials(deepcopy=False))
+    stage("trials")
     grid_size = _grid_size(study)
     w = _Worker(study, ostudy, min(n_trials, grid_size) if grid_size else n_trials)
     made = 0
@@ -342,13 +368,13 @@ def _run_trial(ostudy: Any, objective: Objective, trial: Any) -> None:
             ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
     violations = [float(c.violation(metrics)) for c in study.constraints]
-    info.update(metrics=metrics, violations=violations, feasible=all(v <= 0 for v in violations))
+    info.update(violations=violations, feasible=all(v <= 0 for v in violations))
     objectives = [metrics[o.metric] for o in study.objectives]
     # The constraints go in the list form of Optuna's "constraints" system attribute, which
     # TPE and NSGA-II read like Trial.set_constraint's; metrics and constraints: one commit.
     system = {CONSTRAINTS_KEY: violations} if violations else {}
     with _stored():
-        write_attrs(ostudy._storage, trial._trial_id, {ATTR: info}, system)  # noqa: SLF001
+        write_attrs(ostudy._storage, trial._trial_id, {ATTR: info, **metrics}, system)  # noqa: SLF001
         ostudy.tell(trial, objectives)
 
 
@@ -377,16 +403,22 @@ def run(study: Study, n_trials: int, workers: int = 1, show_progress: bool = Tru
     """
     from optuna.trial import TrialState
 
-    ostudy = open_study(study)
-    with storage_errors(study):
-        before = counted(ostudy.get_trials(deepcopy=False))
+    bar = _progress(n_trials, show_progress)
+    stage = bar.set_description_str if bar else (lambda text: None)
     start = time.perf_counter()
-    bar = _progress(n_trials, before, show_progress)
     try:
+        stage(f"opening {study.storage}")
+        ostudy = open_study(study)
+        with storage_errors(study):
+            before = counted(ostudy.get_trials(deepcopy=False))
+        if bar:
+            bar.n = min(before, n_trials)
+            bar.refresh()
         with _graceful():
             if workers <= 1:
-                made, stale = worker_loop(study, n_trials, 0, bar.update if bar else None, ostudy)
+                made, stale = worker_loop(study, n_trials, 0, bar.update if bar else None, ostudy, stage)
             else:
+                stage(f"{workers} worker processes (each builds its evaluator)")
                 made, stale = _run_workers(study, n_trials, workers, bar)
             if _Stop.requested:
                 raise KeyboardInterrupt
@@ -404,13 +436,13 @@ def run(study: Study, n_trials: int, workers: int = 1, show_progress: bool = Tru
     }
 
 
-def _progress(total: int, initial: int, show: bool) -> Any:
+def _progress(total: int, show: bool) -> Any:
+    """A bar from the first second: its description says what the setup is doing, then "trials"."""
     if not show:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=min(initial, total), unit="trial", file=sys.stderr, dynamic_ncols=True,
-                disable=not sys.stderr.isatty())
+    return tqdm(total=total, unit="trial", file=sys.stderr, dynamic_ncols=True, disable=not sys.stderr.isatty())
 
 
 def _run_workers(study: Study, n_trials: int, workers: int, bar: Any) -> tuple[int, int]:

@@ -301,13 +301,22 @@ def write_attrs(storage: Any, trial_id: int, user: dict[str, Any], system: dict[
         for key, value in system.items():
             storage.set_trial_system_attr(trial_id, key, value)
         return
+    import json
+
     from optuna.storages._rdb import models
 
     session = backend.scoped_session()
     try:
         for model, attrs in ((models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
+            if not attrs:
+                continue
+            present = {k for (k,) in session.query(model.key).filter(model.trial_id == trial_id)}
             for key, value in attrs.items():
-                helper(session, model, trial_id, key, value)
+                if key in present:
+                    helper(session, model, trial_id, key, value)
+            # new keys in one INSERT (executemany) instead of a SELECT and an INSERT each
+            session.add_all([model(trial_id=trial_id, key=key, value_json=json.dumps(value))
+                             for key, value in attrs.items() if key not in present])
         session.commit()
     except BaseException:
         session.rollback()
