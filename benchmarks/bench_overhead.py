@@ -3,6 +3,8 @@
 A: ``explorer study run`` (explorer.study.run.run, one worker) on a fresh SQLite file.
 C: B with the study's constraints set through Trial.set_constraint (so that TPE does the same
    constrained work as in A); reported as a second ratio.
+D: A without the study's constraints (TPE then does exactly B's work): D/B is explorer's own
+   overhead, the constrained sampler's extra work left out of both.
 B: a plain Optuna study on a fresh SQLite file: the same sampler (make_sampler: same class, settings
    and seed), the same search space, the same number of objectives and trials; its objective
    evaluates the same configuration with the same compiled evaluator and returns the objectives.
@@ -41,9 +43,11 @@ def _count(conn: Any) -> None:
     COMMITS[0] += 1
 
 
-def explorer_run(n: int, folder: Path) -> tuple[float, float, int]:
-    study = load_study(QUICKSTART, storage=f"sqlite:///{folder / 'a.db'}")
+def explorer_run(n: int, folder: Path, constrained: bool = True) -> tuple[float, float, int]:
+    study = load_study(QUICKSTART, storage=f"sqlite:///{folder / ('a.db' if constrained else 'd.db')}")
     study.output = folder / "a-out"
+    if not constrained:
+        study.constraints = []
     COMMITS[0] = 0
     start, cpu = time.perf_counter(), time.process_time()
     run(study, n, show_progress=False)
@@ -76,22 +80,30 @@ def constrained_run(n: int, folder: Path) -> tuple[float, float, int]:
     return plain_run(n, folder, constrained=True)
 
 
+def unconstrained_explorer_run(n: int, folder: Path) -> tuple[float, float, int]:
+    return explorer_run(n, folder, constrained=False)
+
+
 def main(n: int = 100, repeats: int = 7) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ratios: dict[str, list[float]] = {"wall vs B": [], "cpu vs B": [], "wall vs C": [], "cpu vs C": []}
-    arms = (explorer_run, plain_run, constrained_run)
+    ratios: dict[str, list[float]] = {"A/B wall": [], "A/B cpu": [], "A/C wall": [], "A/C cpu": [],
+                                      "D/B wall": [], "D/B cpu": []}
+    arms = (explorer_run, plain_run, constrained_run, unconstrained_explorer_run)
     for k in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             order = arms if k % 2 == 0 else arms[::-1]
             got = {fn.__name__: fn(n, Path(tmp)) for fn in order}
-        a = got["explorer_run"]
-        line = [f"pair {k}: explorer {a[0]:.2f} s wall, {a[1]:.2f} s cpu, {a[2] / n:.1f} commits/trial"]
-        for tag, name in (("B", "plain_run"), ("C", "constrained_run")):
+        line = [f"round {k}:"]
+        for tag, name in (("A", "explorer_run"), ("B", "plain_run"), ("C", "constrained_run"),
+                          ("D", "unconstrained_explorer_run")):
             b = got[name]
-            ratios[f"wall vs {tag}"].append(a[0] / b[0])
-            ratios[f"cpu vs {tag}"].append(a[1] / b[1])
             line.append(f"{tag} {b[0]:.2f} s wall, {b[1]:.2f} s cpu, {b[2] / n:.1f} commits/trial")
-        print("; ".join(line), flush=True)
+        for pair in ("A/B", "A/C", "D/B"):
+            x, y = (got[{"A": "explorer_run", "B": "plain_run", "C": "constrained_run",
+                         "D": "unconstrained_explorer_run"}[t]] for t in pair.split("/"))
+            ratios[f"{pair} wall"].append(x[0] / y[0])
+            ratios[f"{pair} cpu"].append(x[1] / y[1])
+        print(" ".join(line[:1]) + " " + "; ".join(line[1:]), flush=True)
     for name, r in ratios.items():
         print(f"{n} TPE trials, quickstart, SQLite, {repeats} interleaved runs: median ratio {name} "
               f"{statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f})")

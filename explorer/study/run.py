@@ -365,7 +365,7 @@ def _run_trial(ostudy: Any, objective: Objective, trial: Any) -> None:
         info["invalid"] = "a tensor dim is not a positive integer at these values"
         with _stored():
             write_attrs(ostudy._storage, trial._trial_id, {ATTR: info}, {})  # noqa: SLF001
-            ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            _tell(ostudy, trial, None, optuna.trial.TrialState.PRUNED)
         return
     violations = [float(c.violation(metrics)) for c in study.constraints]
     info.update(violations=violations, feasible=all(v <= 0 for v in violations))
@@ -375,7 +375,18 @@ def _run_trial(ostudy: Any, objective: Objective, trial: Any) -> None:
     system = {CONSTRAINTS_KEY: violations} if violations else {}
     with _stored():
         write_attrs(ostudy._storage, trial._trial_id, {ATTR: info, **metrics}, system)  # noqa: SLF001
-        ostudy.tell(trial, objectives)
+        _tell(ostudy, trial, objectives)
+
+
+def _tell(ostudy: Any, trial: Any, values: list[float] | None, state: Any = None) -> None:
+    """Finish a trial as ``Study.optimize`` does: without ``Study.tell``'s re-reading and deep copy
+    of the finished trial, which nothing here uses (Optuna's public ``tell`` where that is gone)."""
+    try:
+        from optuna.study._tell import _tell_with_warning
+    except ImportError:
+        ostudy.tell(trial, values, state=state)
+        return
+    _tell_with_warning(study=ostudy, trial=trial, value_or_values=values, state=state)
 
 
 @contextlib.contextmanager
