@@ -54,7 +54,10 @@ def lock_base(url: str) -> Path:
 
 
 def one_line(exc: BaseException) -> str:
-    """A storage failure in one true line: no SQL, no '(Background on this error at ...)'."""
+    """A storage failure in one true line: no SQL, no '(Background on this error at ...)'.
+    Optuna's StorageInternalError ("... e.g. exceeding max length") is told by its cause."""
+    if type(exc).__name__ == "StorageInternalError" and exc.__cause__ is not None:
+        return one_line(exc.__cause__)
     text = str(exc).split("\n")[0]
     text = re.sub(r"\s*\(Background on this error at:[^)]*\)", "", text)
     text = re.sub(r"^\((?:sqlite3|psycopg2?|pymysql)[.\w]*\)\s*", "", text).strip()
@@ -165,7 +168,7 @@ def _open_storage(url: str, study_path: str) -> Any:
             raise StudyError(f"storage {url!r}: {path} is a directory; name a file", path=study_path)
     for attempt in range(6):
         try:
-            return optuna.storages.get_storage(driver_url(url))
+            return optuna.storages.get_storage(_one_commit_storage()(driver_url(url)))
         except Exception as exc:  # noqa: BLE001 - any storage failure is the user's URL or server
             # Two processes creating a new database's tables at once: the loser retries.
             if attempt == 5 or not _transient(exc):
@@ -285,15 +288,38 @@ def _live_claim(f: Path) -> set[int]:
         return set()
 
 
+def _one_commit_storage() -> Any:
+    """Optuna's RDBStorage, whose trials' attributes (queued by :func:`write_attrs`) are written in
+    the transaction that finishes the trial: one commit (one fsync on SQLite) per trial, not two.
+    If finishing fails, the attributes roll back with it: a trial is never half stored."""
+    import optuna
+
+    class OneCommitStorage(optuna.storages.RDBStorage):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.pending: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+        def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
+            attrs = self.pending.pop(trial_id, None)
+            if attrs is not None:  # the scoped session is the one the finishing transaction uses
+                _add_attrs(self, self.scoped_session(), trial_id, *attrs)
+            return bool(super().set_trial_state_values(trial_id, state, values))
+
+    return OneCommitStorage
+
+
 def write_attrs(storage: Any, trial_id: int, user: dict[str, Any], system: dict[str, Any]) -> None:
     """Set a trial's user and system attributes in one transaction where the storage allows it.
 
-    Optuna's public API commits once per attribute (an fsync each on SQLite); a relational storage
-    is written here through its own per-attribute helper inside one session instead, so a trial
-    costs one commit however many attributes it stores. Other storages (journal, a future Optuna
-    without that helper) take the public calls.
+    Optuna's public API commits once per attribute (an fsync each on SQLite). On a relational
+    storage opened by :func:`open_storage`, the attributes are queued and written in the
+    transaction that finishes the trial (the caller finishes it next); on another relational
+    storage, in one transaction of their own. Other storages (journal) take the public calls.
     """
     backend = getattr(storage, "_backend", storage)
+    if isinstance(getattr(backend, "pending", None), dict):
+        backend.pending[trial_id] = (user, system)
+        return
     helper = getattr(backend, "_set_trial_attr_without_commit", None)
     if helper is None or not hasattr(backend, "scoped_session"):
         for key, value in user.items():
@@ -301,26 +327,33 @@ def write_attrs(storage: Any, trial_id: int, user: dict[str, Any], system: dict[
         for key, value in system.items():
             storage.set_trial_system_attr(trial_id, key, value)
         return
-    import json
-
-    from optuna.storages._rdb import models
-
     session = backend.scoped_session()
     try:
-        for model, attrs in ((models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
-            if not attrs:
-                continue
-            present = {k for (k,) in session.query(model.key).filter(model.trial_id == trial_id)}
-            for key, value in attrs.items():
-                if key in present:
-                    helper(session, model, trial_id, key, value)
-            # new keys in one INSERT (executemany) instead of a SELECT and an INSERT each
-            session.add_all([model(trial_id=trial_id, key=key, value_json=json.dumps(value))
-                             for key, value in attrs.items() if key not in present])
+        _add_attrs(backend, session, trial_id, user, system)
         session.commit()
     except BaseException:
         session.rollback()
         raise
+
+
+def _add_attrs(backend: Any, session: Any, trial_id: int, user: dict[str, Any], system: dict[str, Any]) -> None:
+    """Write attributes into the session's transaction (flushed, not committed)."""
+    import json
+
+    from optuna.storages._rdb import models
+
+    helper = backend._set_trial_attr_without_commit  # noqa: SLF001
+    for model, attrs in ((models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
+        if not attrs:
+            continue
+        present = {k for (k,) in session.query(model.key).filter(model.trial_id == trial_id)}
+        for key, value in attrs.items():
+            if key in present:
+                helper(session, model, trial_id, key, value)
+        # new keys in one INSERT (executemany) instead of a SELECT and an INSERT each
+        session.add_all([model(trial_id=trial_id, key=key, value_json=json.dumps(value))
+                         for key, value in attrs.items() if key not in present])
+    session.flush()
 
 
 def count_by_state(storage: Any, study_id: int) -> dict[Any, int] | None:
