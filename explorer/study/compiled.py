@@ -75,11 +75,12 @@ class _Stage:
         return self.table[rows, self.u:] - x0, x0
 
     def dot(self, weights: Any, rows: Any) -> tuple[Any, Any]:
-        """``weights @ x`` over these registers, for x1 and x0."""
+        """``weights @ x`` over these registers, for x1 and x0 (einsum's own loops, not BLAS,
+        whose threads thrash on a busy machine at these sizes)."""
         if not self.split:
-            return None, weights @ self.table[rows]
-        x0 = weights @ self.table[rows, : self.u]
-        return weights @ self.table[rows, self.u:] - x0, x0
+            return None, np.einsum("ck,ku->cu", weights, self.table[rows])
+        x0 = np.einsum("ck,ku->cu", weights, self.table[rows, : self.u])
+        return np.einsum("ck,ku->cu", weights, self.table[rows, self.u:]) - x0, x0
 
 
 class CompiledModel:
@@ -134,11 +135,6 @@ class CompiledModel:
             self._slices[kind] = (len(order), len(order) + len(regs))
             order += regs
         self._position = np.array(order, dtype=np.intp)  # rows of the workspace
-        firsts, lasts = self.buffer_first, self.buffer_last + 1
-        self._first_order = np.argsort(firsts, kind="stable")
-        self._first_keys, self._first_starts = np.unique(firsts[self._first_order], return_index=True)
-        self._last_order = np.argsort(lasts, kind="stable")
-        self._last_keys, self._last_starts = np.unique(lasts[self._last_order], return_index=True)
         where = {reg: reg for reg in order}
         self._totals_plan(where)
         self._live_plan(where)
@@ -168,7 +164,7 @@ class CompiledModel:
             self._totals[f] = (weights, np.array(rows, dtype=np.intp))
 
     def _live_plan(self, where: dict[int, int]) -> None:
-        """Live bytes per step as one matrix product over the distinct buffer sizes.
+        """Which steps' live sets are summed, and how.
 
         Steps whose live buffers are a subset of another step's (sizes are >= 0) can never hold the
         largest live set and are dropped, unless that other step may not run (a gate, i.e. a layer
@@ -186,7 +182,7 @@ class CompiledModel:
         if 0 < len(candidates) <= 2048:
             a = alive.astype(np.float64)
             inside = (a @ (1.0 - a).T) == 0  # inside[i, j]: step i's buffers are all live at step j
-            same = (a @ a.T == a.sum(axis=1)[:, None]) & inside.T
+            same = inside & inside.T
             gate = np.array([gates[s] for s in candidates])
             may = on[candidates][None, :] | (gate[:, None] == gate[None, :])  # j runs whenever i does
             later = np.arange(len(candidates))[:, None] < np.arange(len(candidates))[None, :]
@@ -194,12 +190,18 @@ class CompiledModel:
             np.fill_diagonal(drop, False)
             kept = ~drop.any(axis=1)
             candidates, alive = candidates[kept], alive[kept]
-        size_rows = np.array([where[sizes[b]] for b in keep_buf], dtype=np.intp)
-        self._live_rows, column = np.unique(size_rows, return_inverse=True) if len(size_rows) else \
-            (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
-        onehot = np.zeros((len(keep_buf), len(self._live_rows)))
-        onehot[np.arange(len(keep_buf)), column.ravel()] = 1.0
-        self._live_matrix = alive.astype(np.float64) @ onehot  # (kept steps, distinct sizes)
+        # live bytes per step as a running sum: + a buffer's size at its first step, - after its last
+        # (no BLAS: its threads thrash on a busy machine at these sizes; numpy's cumsum over axis 0
+        # is slower than this loop of row additions)
+        self._live_rows, column = np.unique(np.array([where[sizes[b]] for b in keep_buf], dtype=np.intp),
+                                            return_inverse=True)
+        events: list[list[tuple[int, float]]] = [[] for _ in range(len(gates) + 1)]
+        for b, col in enumerate(column.ravel()):
+            events[int(first[b])].append((int(col), 1.0))
+            events[int(last[b]) + 1].append((int(col), -1.0))
+        kept_set = set(candidates.tolist())
+        self._live_events = [(s, events[s], s in kept_set) for s in range(len(gates)) if events[s] or s in kept_set]
+        self._live_steps = candidates
         gated = [i for i, s in enumerate(candidates) if not on[s]]
         self._live_gated = np.array(gated, dtype=np.intp)
         self._live_gate_rows = np.array([where[gates[candidates[i]]] for i in gated], dtype=np.intp)
@@ -337,7 +339,25 @@ class CompiledModel:
 
     def _live(self, st: _Stage) -> tuple[Any, Any]:
         """Live bytes per (kept) step and architecture, (x1, x0) each (steps, U)."""
-        l1, l0 = st.dot(self._live_matrix, self._live_rows)
+        out: list[Any] = []
+        for sizes in st.take(self._live_rows):
+            if sizes is None:
+                out.append(None)
+                continue
+            live = np.empty((len(self._live_steps), sizes.shape[1]))
+            acc = np.zeros(sizes.shape[1])
+            k = 0
+            for _, changes, kept in self._live_events:
+                for row, sign in changes:
+                    if sign > 0:
+                        acc += sizes[row]
+                    else:
+                        acc -= sizes[row]
+                if kept:
+                    live[k] = acc
+                    k += 1
+            out.append(live)
+        l1, l0 = out
         if len(self._live_gated):  # steps of layers that may not run hold nothing then
             off = st.take(self._live_gate_rows)[1] <= 0
             l0[self._live_gated] = np.where(off, 0.0, l0[self._live_gated])

@@ -294,7 +294,7 @@ def _one_commit_storage() -> Any:
     If finishing fails, the attributes roll back with it: a trial is never half stored."""
     import optuna
 
-    class OneCommitStorage(optuna.storages.RDBStorage):  # type: ignore[misc]
+    class OneCommitStorage(optuna.storages.RDBStorage):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.pending: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
