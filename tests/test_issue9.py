@@ -184,3 +184,23 @@ def test_missed_part_of_the_front() -> None:
     found = np.array([[2.0, 2.0], [0.5, 2.5]])
     assert missed(exact, found).tolist() == [True, False, True]
     assert axis_gaps(exact, found).tolist() == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50", "llama3_8b"])
+def test_in_place_program_equals_the_plain_one(name: str) -> None:
+    """run_into (every operation writing into its row of a reused table) gives the same numbers,
+    bit for bit, as run (a new array per operation), twice in a row on the same workspace."""
+    import numpy as np
+
+    ev = Evaluator(load_spec(name), Target(load_device("a100_80gb_sxm"), "fp16"))
+    model = next(m for m in ev._models.values() if not isinstance(m, Exception))
+    program = model.program
+    rng = np.random.default_rng(0)
+    ws = program.workspace(64)
+    for _ in range(2):
+        args = [rng.integers(1, 9, 64).astype(float) * (1 + (k % 3)) for k in range(len(program.args))]
+        plain = program.run(args)
+        table = program.run_into(ws, args)
+        for reg in range(program.size):
+            want = np.broadcast_to(np.asarray(plain[reg], dtype=np.float64), (64,))
+            assert np.array_equal(table[reg], want, equal_nan=True), (name, reg)

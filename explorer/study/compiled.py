@@ -29,7 +29,7 @@ from explorer.graph import Model
 from explorer.hardware.execution import kernel_times, model_for
 from explorer.hardware.kernels import kernel_metrics, plan
 from explorer.hardware.memory import memory_profile
-from explorer.study.program import Program
+from explorer.study.program import Program, Workspace
 
 FIELDS = ("count", "flops", "macs", "params", "bytes_read", "bytes_written", "kv_cache_bytes")
 TOTALS = FIELDS[1:]  # summed over layers, times each layer's count
@@ -106,7 +106,7 @@ class CompiledModel:
         self.split = self.batch is not None and all(deg[r] in (0, 1) for r in used) and \
             all(deg[r] == 0 for r in self.regs.layers["count"] + self.regs.layers["k_count"] + self.regs.gates)
         self.arch_names = [n for n in self.names if not (self.split and n == "batch")]
-        self._workspace: dict[int, Any] = {}
+        self._workspace: dict[int, Workspace] = {}
         self._layout()
         self._group_layers()
 
@@ -275,12 +275,12 @@ class CompiledModel:
         else:
             args = [np.full(u, fixed_batch) if a == "batch" and a not in cols else cols[a] for a in self.names]
         m = 2 * u if split else u
-        table = self._workspace.get(m)
-        if table is None:
+        ws = self._workspace.get(m)
+        if ws is None:
             self._workspace.clear()  # one size kept: a study evaluates the same shapes again and again
-            table = self._workspace[m] = self.program.workspace(m)
+            ws = self._workspace[m] = self.program.workspace(m)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            self.program.run_into(table, args)
+            table = self.program.run_into(ws, args)
         return _Stage(table, u, split, self._slices, self._position)
 
     def _config_stage(self, st: _Stage, inverse: Any, batch: Any) -> tuple[dict[str, Any], Any]:
@@ -331,7 +331,7 @@ class CompiledModel:
                 arrays = {f: _expand(fields[f], idx, b) for f in KERNEL_FIELDS}
                 times = kernel_times(self.execution, classes, arrays["k_count"], arrays["k_flops"],
                                      arrays["k_bytes"], arrays["k_key"])
-                latency[lo:lo + step] = self.weights @ times
+                latency[lo:lo + step] = np.einsum("r,rc->c", self.weights, times)  # not BLAS (see _Stage.dot)
             else:
                 latency[lo:lo + step] = 0.0
             live[lo:lo + step] = _expand(lives, idx, b).max(axis=0) if live0.shape[0] else 0.0

@@ -33,6 +33,15 @@ def _sum(*xs: Any) -> Any:
     return out
 
 
+def _sum_into(o: Any, *xs: Any) -> None:
+    np.add(xs[0], xs[1], out=o)
+    for x in xs[2:]:
+        np.add(o, x, out=o)
+
+
+_sum.into = _sum_into  # type: ignore[attr-defined]
+
+
 def _prod(*xs: Any) -> Any:
     out = xs[0] * xs[1]
     for x in xs[2:]:
@@ -68,6 +77,27 @@ def _quotient(n_num: int, coeff: Any) -> Callable[..., Any]:
         for k, x in enumerate(xs[n_num:]):
             bottom = x if k == 0 and q == 1.0 else bottom * x
         return top / bottom
+
+    def into(o: Any, *xs: Any) -> None:  # the same operations in the same order, into row o
+        nums, dens = xs[:n_num], xs[n_num:]
+        if not nums:
+            o.fill(p)
+        elif p == 1.0:
+            np.copyto(o, nums[0]) if len(nums) == 1 else np.multiply(nums[0], nums[1], out=o)
+        else:
+            np.multiply(nums[0], p, out=o)
+        for x in nums[2 if p == 1.0 else 1:]:
+            np.multiply(o, x, out=o)
+        if not dens:
+            if q != 1.0:
+                np.divide(o, q, out=o)
+            return
+        bottom: Any = q
+        for k, x in enumerate(dens):
+            bottom = x if k == 0 and q == 1.0 else bottom * x
+        np.divide(o, bottom, out=o)
+
+    quotient.into = into  # type: ignore[attr-defined]
     return quotient
 
 
@@ -77,6 +107,13 @@ def _power(n: int) -> Callable[[Any], Any]:
         for _ in range(n - 1):
             out = out * x
         return out
+
+    def into(o: Any, x: Any) -> None:
+        np.copyto(o, x) if n == 1 else np.multiply(x, x, out=o)
+        for _ in range(n - 2):
+            np.multiply(o, x, out=o)
+
+    power.into = into  # type: ignore[attr-defined]
     return power
 
 
@@ -88,13 +125,50 @@ def _piecewise(*args: Any) -> Any:
     return out
 
 
-def _reduce(fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+def _reduce(fn: Any) -> Callable[..., Any]:
     def reduce(*xs: Any) -> Any:
         out = xs[0]
         for x in xs[1:]:
             out = fn(out, x)
         return out
+
+    def into(o: Any, *xs: Any) -> None:
+        fn(xs[0], xs[1], out=o)
+        for x in xs[2:]:
+            fn(o, x, out=o)
+
+    reduce.into = into  # type: ignore[attr-defined]
     return reduce
+
+
+def _generic_into(fn: Callable[..., Any]) -> Callable[..., None]:
+    def into(o: Any, *xs: Any) -> None:
+        o[...] = fn(*xs)
+    return into
+
+
+def _ufunc_into(fn: Any) -> Callable[..., None]:
+    def into(o: Any, *xs: Any) -> None:
+        fn(*xs, out=o)
+    return into
+
+
+def _into(fn: Any) -> Callable[..., None]:
+    """The in-place form of an operation: its own, a float ufunc's ``out=``, or a copy."""
+    own = getattr(fn, "into", None)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
+    if fn in (np.floor, np.ceil, np.abs, np.mod):
+        return _ufunc_into(fn)
+    return _generic_into(fn)
+
+
+@dataclass
+class Workspace:
+    """A program's registers as the rows of one table (and a view of each row, made once)."""
+
+    table: Any
+    rows: list[Any]
 
 
 _UNARY: dict[type, Callable[[Any], Any]] = {
@@ -120,6 +194,7 @@ class Program:
     consts: dict[int, Any] = field(default_factory=dict)
     degree: list[int | None] = field(default_factory=list)
     _reg: dict[Any, int] = field(default_factory=dict)
+    _into: list[tuple[Callable[..., None], tuple[int, ...], int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for a in self.args:
@@ -214,21 +289,25 @@ class Program:
             return (lambda x: np.power(x, e)), (0 if deg == 0 else None)
         raise SpecError(f"cannot evaluate the power {node} in a compiled study")
 
-    def workspace(self, m: int) -> Any:
+    def workspace(self, m: int) -> Workspace:
         """A (registers, m) array for :meth:`run_into`, constants already in place."""
-        out = np.empty((self.size, m))
+        table = np.empty((self.size, m))
         for k, v in self.consts.items():
-            out[k] = v
-        return out
+            table[k] = v
+        return Workspace(table, list(table))
 
-    def run_into(self, out: Any, values: Sequence[Any]) -> Any:
-        """All registers as rows of ``out`` (from :meth:`workspace`): one array reused across calls,
-        so a sweep does not allocate (and the allocator return to the system) a few hundred arrays
-        per call."""
-        out[: len(self.args)] = values
-        for fn, ins, reg in self.code:
-            out[reg] = fn(*[out[i] for i in ins])
-        return out
+    def run_into(self, ws: Workspace, values: Sequence[Any]) -> Any:
+        """All registers as rows of the workspace's table, each operation writing into its row (no
+        array allocated per operation; the table is reused across calls). Same operations in the
+        same order as :meth:`run`: the same numbers."""
+        rows = ws.rows
+        for i, v in enumerate(values):
+            rows[i][...] = v
+        if len(self._into) != len(self.code):
+            self._into = [(_into(fn), ins, reg) for fn, ins, reg in self.code]
+        for into, ins, reg in self._into:
+            into(rows[reg], *[rows[i] for i in ins])
+        return ws.table
 
     def run(self, values: Sequence[Any]) -> list[Any]:
         """All registers for these argument arrays (or scalars)."""
