@@ -104,7 +104,8 @@ def kernel_times(model: ExecutionModel, classes: list[str], count: Any, flops: A
     for i, klass in enumerate(classes):
         order.setdefault(klass, []).append(i)
     for klass, rows in order.items():
-        idx = np.array(rows, dtype=np.intp)
+        # kernels sorted by class (as the study evaluator orders them) are sliced, not copied
+        idx: Any = slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == len(rows) else np.array(rows, dtype=np.intp)
         f, q = np.broadcast_to(flops, shape)[idx], np.broadcast_to(moved, shape)[idx]
         active = (f > 0) | (q > 0) if klass != "view" else np.ones(f.shape, dtype=bool)
         _, _, t = model.times(klass, f, q, np.broadcast_to(key, shape)[idx], active)

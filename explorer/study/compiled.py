@@ -122,7 +122,9 @@ class CompiledModel:
                 rows.append(layer)
                 weights.append(0.0)
             weights[keys[key]] += 1.0
-        self.rows, self.weights = np.array(rows, dtype=np.intp), np.array(weights)
+        by_class = sorted(range(len(rows)), key=lambda i: self.classes[rows[i]])  # one slice per class
+        self.rows = np.array([rows[i] for i in by_class], dtype=np.intp)
+        self.weights = np.array([weights[i] for i in by_class])
 
     def _layout(self) -> None:
         """Where each kind of register sits in the table the architecture stage fills."""
