@@ -129,8 +129,30 @@ def front_table(study: Any, rows: list[dict[str, Any]], limit: int = 25) -> str:
 
 
 def _label(study: Any, row: dict[str, Any]) -> str:
-    return " ".join(f"{k[:3]}={row[k]:g}" if isinstance(row.get(k), (int, float)) else f"{row.get(k)}"
-                    for k in [*study.search, *(["target"] if len(study.targets) > 1 else [])] if k in row)
+    """``width=0.5, resolution=224, batch=8``: every searched variable by its full name."""
+    return ", ".join(f"{k}={row[k]:g}" if isinstance(row.get(k), (int, float)) else f"{row.get(k)}"
+                     for k in [*study.search, *(["target"] if len(study.targets) > 1 else [])] if k in row)
+
+
+def chart_axes(study: Any) -> tuple[list[Any], list[Any]]:
+    """The study's objectives and constraints as chart axes (with units) and limit lines."""
+    from explorer.plots import Limit, Objective
+    from explorer.study.evaluate import METRICS
+
+    item = _item(study.spec)
+    axes = [Objective(o.metric, d, METRICS[o.metric][1], item) for o, d in zip(study.objectives, study.directions)]
+    return axes, [Limit(c.metric, c.op, c.value, c.text) for c in study.constraints]
+
+
+def _item(spec: Any) -> str:
+    """What a sample of the spec is, for throughput units: an image (a 4-D float input), a
+    sequence (integer token ids), else a sample."""
+    first = next(iter(spec.inputs.values()), None)
+    if first is None:
+        return "samples"
+    if first.dtype.startswith(("int", "uint")) or first.dtype == "bool":
+        return "sequences"
+    return "img" if len(first.shape) == 4 else "samples"
 
 
 def _plot(study: Any, rows: list[dict[str, Any]], mask: Any, path: Any) -> None:
@@ -145,8 +167,10 @@ def _plot(study: Any, rows: list[dict[str, Any]], mask: Any, path: Any) -> None:
     feasible = np.array([rows[i]["feasible"] for i in complete])
     front = np.asarray(mask)[complete]
     labels = [_label(study, rows[i]) for i in complete]
-    out = pareto_chart(values, feasible, front, labels, [o.metric for o in study.objectives], study.directions,
-                       f"{study.name}: {len(complete)} trials, {study.file.sampler}", path)
+    axes, limits = chart_axes(study)
+    out = pareto_chart(values, feasible, front, labels, axes,
+                       f"{study.name}: {len(rows)} trials, {study.file.sampler} sampler", path, limits,
+                       invalid=len(rows) - len(complete))
     print(f"wrote {out}", file=sys.stderr)
 
 
@@ -176,9 +200,12 @@ def _sweep_and_report(study: Any, output: Any, plot: Any, quiet: bool = False) -
         labels = [""] * result.size
         for i in result.front.nonzero()[0]:
             labels[i] = _label(study, {k: result.columns[k][i] for k in result.columns})
-        pareto_chart(result.objectives * [1 if d == "maximize" else -1 for d in study.directions],
-                     result.feasible, result.front, labels, [o.metric for o in study.objectives],
-                     study.directions, f"{study.name}: exhaustive sweep of {result.size:,}", plot_path)
+        axes, limits = chart_axes(study)
+        valid = result.valid
+        pareto_chart((result.objectives * [1 if d == "maximize" else -1 for d in study.directions])[valid],
+                     result.feasible[valid], result.front[valid], [t for t, ok in zip(labels, valid) if ok], axes,
+                     f"{study.name}: exhaustive sweep of {result.size:,} configurations", plot_path, limits,
+                     invalid=int((~valid).sum()))
         print(f"wrote {plot_path}", file=sys.stderr)
     if not quiet:
         print(front_table(study, rows))
