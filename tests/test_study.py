@@ -130,7 +130,14 @@ def _front(run, path: Path, tmp_path: Path) -> list[dict]:
     code, _, _ = run("study", "pareto", path, "-o", out, "--plot", tmp_path / "front.png")
     assert code == 0
     assert (tmp_path / "front.png").read_bytes()[:4] == b"\x89PNG"
-    return json.loads(out.read_text())
+    data = json.loads(out.read_text())
+    assert data["targets"] == [{"device": "jetson_orin_nano_8gb", "name": data["targets"][0]["name"],
+                                "dtype": "fp16", "weight_dtype": "fp16"}]
+    assert data["units"]["latency"] == "s" and data["units"]["peak_memory"] == "B"
+    for r in data["rows"]:  # counts stay integers, whatever the storage made of them
+        assert isinstance(r["params"], int) and isinstance(r["macs"], int) and isinstance(r["peak_memory"], int)
+        assert (r["device"], r["dtype"]) == ("jetson_orin_nano_8gb", "fp16")
+    return data["rows"]
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2"])

@@ -105,7 +105,7 @@ def _export_front(study: Any, output: Any, plot: Any, quiet: bool = False, every
     chosen = sorted(chosen, key=lambda r: r.get(study.objectives[0].metric, 0),
                     reverse=study.directions[0] == "maximize")
     if output:
-        print(f"wrote {write_rows(chosen, cols, output)} ({len(chosen)} rows)", file=sys.stderr)
+        print(f"wrote {write_rows(chosen, cols, output, study)} ({len(chosen)} rows)", file=sys.stderr)
     if plot and rows:
         _plot(study, rows, mask, plot)
     if not quiet:
@@ -195,7 +195,7 @@ def _sweep_and_report(study: Any, output: Any, plot: Any, quiet: bool = False) -
           f"({result.distinct(result.valid):,} distinct architectures), {int(result.feasible.sum()):,} feasible "
           f"({result.distinct(result.feasible):,} distinct), {int(result.front.sum())} configurations on the exact "
           f"Pareto front = {int(shown.sum())} distinct architectures (one row each below)", file=sys.stderr)
-    print(f"wrote {write_rows(rows, cols, out)} ({len(rows)} rows)", file=sys.stderr)
+    print(f"wrote {write_rows(rows, cols, out, study)} ({len(rows)} rows)", file=sys.stderr)
     if plot_path:
         labels = [""] * result.size
         for i in result.front.nonzero()[0]:

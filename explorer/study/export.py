@@ -66,19 +66,65 @@ def check_table(path: str | Path, inputs: list[Path]) -> Path:
     return check_file(path, TABLE_SUFFIXES, "a table", inputs)
 
 
-def write_rows(rows: list[dict[str, Any]], columns: list[str], path: str | Path) -> Path:
+# units of exported metrics (base units, as stored and as constraints are written)
+UNITS = {"time": "s", "bytes": "B", "rate": "1/s", "fraction": "1", "intensity": "FLOP/B"}
+COUNT_UNITS = {"macs": "MAC", "flops": "FLOP", "params": "1", "macs_per_sample": "MAC/sample",
+               "flops_per_sample": "FLOP/sample"}
+EXACT = {m for m, (_, dim) in METRICS.items() if dim in ("count", "bytes")} - {"macs_per_sample", "flops_per_sample"}
+
+
+def units_of(columns: list[str]) -> dict[str, str]:
+    """The unit of each metric column (throughput counts the spec's samples per second)."""
+    out = {}
+    for c in columns:
+        if c in METRICS:
+            dim = METRICS[c][1]
+            out[c] = COUNT_UNITS.get(c, "1") if dim == "count" else UNITS.get(dim, "")
+    return out
+
+
+def _exact(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """Counts and bytes as integers (a float that holds an integer, e.g. from Optuna's storage)."""
+    out = {}
+    for c in columns:
+        v = row.get(c)
+        if c in EXACT and isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+            v = int(v)
+        out[c] = v
+    return out
+
+
+def write_rows(rows: list[dict[str, Any]], columns: list[str], path: str | Path,
+               study: Study | None = None) -> Path:
+    """A table as CSV (one row per configuration) or JSON. With the study: every row names its
+    device and precision (columns ``device``, ``dtype``), and the JSON is an object with the study,
+    its targets, the unit of every metric and the rows."""
     p = Path(path)
     if p.suffix.lower() not in TABLE_SUFFIXES:
         raise ExplorerError(f"cannot export to '{p}': use a .csv or .json file name")
+    cols = list(columns)
+    table = [_exact(r, cols) for r in rows]
+    if study is not None:
+        by_label = {t.label: t for t in study.targets}
+        for r, raw in zip(table, rows):
+            target = by_label.get(raw.get("target") or study.targets[0].label, study.targets[0])
+            r["device"], r["dtype"] = target.device.id, target.dtype
+        cols += ["device", "dtype"]
 
     def write(tmp: Path) -> None:
         if p.suffix.lower() == ".json":
-            tmp.write_text(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=2) + "\n")
+            data: Any = table
+            if study is not None:
+                data = {"study": study.name, "spec": study.spec.name,
+                        "targets": [{"device": t.device.id, "name": t.device.name, "dtype": t.dtype,
+                                     "weight_dtype": t.weight_dtype or t.dtype} for t in study.targets],
+                        "units": units_of(cols), "rows": table}
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
             return
         with tmp.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
             w.writeheader()
-            w.writerows(rows)
+            w.writerows(table)
 
     write_atomic(p, write)
     return p
