@@ -1,0 +1,90 @@
+"""``explorer import``: PyTorch (torch.export) and ONNX models written as specs (docs/import.md).
+
+:func:`import_model` returns an :class:`Imported` (the spec text, the graph, the placeholders);
+nothing is written here (``explorer/commands/import_.py`` writes the file). torch and onnx are
+imported only by the front end that needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from explorer.errors import ExplorerError
+from explorer.importers.fold import fold
+from explorer.importers.ir import Graph, Unknown
+from explorer.importers.writer import render
+
+DYNAMIC = ("batch", "resolution")
+
+
+@dataclass(frozen=True)
+class Imported:
+    """An imported model: the spec text and what the importer noticed."""
+
+    text: str
+    graph: Graph
+    placeholders: list[Unknown] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    blocks: int = 0
+    layers: int = 0
+
+
+def import_model(source: str, *, inputs: Sequence[tuple[str, tuple[int, ...]]] = (),
+                 dynamic: Sequence[str] = DYNAMIC, kwargs: str | None = None,
+                 allow_unknown: bool = False) -> Imported:
+    """Import ``package.module:factory`` (torch) or a ``.onnx`` file as a spec."""
+    wanted = set(dynamic)
+    bad = wanted - set(DYNAMIC)
+    if bad:
+        raise ExplorerError(f"--dynamic: unknown dimension(s) {sorted(bad)}; choose from {list(DYNAMIC)}")
+    if source.lower().endswith(".onnx"):
+        from explorer.importers.onnx import import_onnx
+
+        if kwargs:
+            raise ExplorerError("--kwargs: an .onnx file takes no factory arguments")
+        graph = import_onnx(source, inputs, wanted, allow_unknown)
+    else:
+        from explorer.importers.torch import InputSpec, import_torch, load_factory
+
+        model = load_factory(source, kwargs)
+        specs = [InputSpec(n, s) for n, s in inputs] or [InputSpec("x", (1, 3, 224, 224))]
+        graph = import_torch(_source_text(source, kwargs), model, specs, wanted, allow_unknown)
+    folded = fold(graph.nodes, graph.outputs)
+    graph.outputs = folded.outputs
+    text = render(graph, folded, _description(graph))
+    if graph.fixed_inputs and not _scales(text, graph):
+        graph.inputs.update(graph.fixed_inputs)
+        graph.variables = [v for v in graph.variables if v.name != "resolution"]
+        graph.notes = [n for n in graph.notes if not n.startswith("The model fixes")]
+        graph.notes.append("The model fixes its input size (torch.export specialized it), and the layers do not "
+                           "follow another size: the spec has no 'resolution' variable.")
+        text = render(graph, folded, _description(graph))
+    return Imported(text, graph, list(graph.placeholders), list(graph.notes), len(folded.blocks), len(folded.layers))
+
+
+def _scales(text: str, graph: Graph) -> bool:
+    """Whether a spec whose input size the model fixed still builds at twice that size."""
+    from explorer.analysis import analyze
+    from explorer.spec import loads_spec
+
+    default = next(v.default for v in graph.variables if v.name == "resolution")
+    try:
+        analyze(loads_spec(text), {"resolution": 2 * default})
+    except ExplorerError:
+        return False
+    return True
+
+
+def _source_text(source: str, kwargs: str | None) -> str:
+    return f"{source} {kwargs}" if kwargs else source
+
+
+def _description(graph: Graph) -> str:
+    lines = [f"Imported by 'explorer import' from {graph.source}."]
+    lines += graph.notes
+    if graph.placeholders:
+        lines.append("Zero-cost placeholders (op: opaque) for operators explorer does not model; their "
+                     "costs are NOT counted:")
+        lines += [f"- {u.line}" for u in graph.placeholders]
+    return "\n".join(lines)
