@@ -43,13 +43,15 @@ def import_model(source: str, *, inputs: Sequence[tuple[str, tuple[int, ...]]] =
 
         if kwargs:
             raise ExplorerError("--kwargs: an .onnx file takes no factory arguments")
-        graph = import_onnx(source, inputs, wanted, allow_unknown)
+        graph = import_onnx(source, inputs, wanted)
     else:
         from explorer.importers.torch import InputSpec, import_torch, load_factory
 
         model = load_factory(source, kwargs)
         specs = [InputSpec(n, s) for n, s in inputs] or [InputSpec("x", (1, 3, 224, 224))]
-        graph = import_torch(_source_text(source, kwargs), model, specs, wanted, allow_unknown)
+        graph = import_torch(_source_text(source, kwargs), model, specs, wanted)
+    if graph.placeholders and not allow_unknown:
+        raise UnsupportedOperators(source, [u.line for u in graph.placeholders])
     folded = fold(graph.nodes, graph.outputs)
     graph.outputs = folded.outputs
     text = render(graph, folded, _description(graph))
@@ -61,6 +63,15 @@ def import_model(source: str, *, inputs: Sequence[tuple[str, tuple[int, ...]]] =
                            "follow another size: the spec has no 'resolution' variable.")
         text = render(graph, folded, _description(graph))
     return Imported(text, graph, list(graph.placeholders), list(graph.notes), len(folded.blocks), len(folded.layers))
+
+
+class UnsupportedOperators(ExplorerError):
+    """Operators explorer cannot map: one line per operator kind (name, count, where)."""
+
+    def __init__(self, source: str, lines: list[str]) -> None:
+        hint = "; or write them as zero-cost placeholders with --allow-unknown"
+        super().__init__(f"\n{source}: ".join([*lines[:-1], lines[-1] + hint]), path=source)
+        self.lines = lines
 
 
 def _scales(text: str, graph: Graph) -> bool:

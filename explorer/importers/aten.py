@@ -75,7 +75,8 @@ def conv2d(ctx: Context, a: Sequence[Any]) -> Emit | None:
     attrs: dict[str, Any] = {"out": w[0], "kernel": _pair(list(w[2:])), "stride": _pair(_arg(a, 3, 1)),
                              "padding": padding if isinstance(padding, str) else _pair(padding),
                              "dilation": _pair(_arg(a, 5, 1)), "groups": int(_arg(a, 6, 1)), "bias": bias is not None}
-    return Emit("conv2d", [ctx.ref(a[0])], _trim(attrs, {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}))
+    defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
+    return Emit("conv2d", [ctx.ref(a[0])], _trim(attrs, defaults))
 
 
 @aten("linear")
@@ -86,7 +87,7 @@ def linear(ctx: Context, a: Sequence[Any]) -> Emit | None:
         return None
     if bias is not None:
         ctx.weight(bias)
-    return Emit("linear", [ctx.ref(a[0])], {"out": w[0], "bias": bias is not None})
+    return Emit("linear", [ctx.ref(a[0])], _trim({"out": w[0], "bias": bias is not None}, {"bias": True}))
 
 
 @aten("batch_norm", "_native_batch_norm_legit_no_training")

@@ -40,7 +40,8 @@ class Unknown:
 
     @property
     def line(self) -> str:
-        shown = ", ".join(self.where[:3]) + (f", ... ({len(self.where) - 3} more)" if len(self.where) > 3 else "")
+        places = list(dict.fromkeys(self.where))
+        shown = ", ".join(places[:3]) + (f", ... ({len(places) - 3} more places)" if len(places) > 3 else "")
         return f"unsupported operator {self.what}: {len(self.where)} occurrence(s), at {shown}"
 
 

@@ -75,24 +75,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-def import_torch(source: str, model: Any, inputs: Sequence[InputSpec], dynamic: set[str],
-                 allow_unknown: bool) -> Graph:
-    """Trace ``model`` on random inputs of the given shapes and map its graph."""
+def import_torch(source: str, model: Any, inputs: Sequence[InputSpec], dynamic: set[str]) -> Graph:
+    """Trace ``model`` on random inputs of the given shapes and map its graph (unknown operators
+    become ``opaque`` placeholders, listed in ``Graph.placeholders``)."""
     program = export(model, inputs, dynamic)
     walker = _Walker(program, model, inputs, dynamic)
     graph = walker.run(source)
-    if walker.unknown and not allow_unknown:
-        raise ImportProblems([u.line for u in walker.unknown])
     graph.placeholders = walker.unknown
     return graph
-
-
-class ImportProblems(ExplorerError):
-    """Operators that cannot be mapped: one line per operator kind."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
 
 
 def export(model: Any, inputs: Sequence[InputSpec], dynamic: set[str]) -> Any:
