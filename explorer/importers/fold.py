@@ -1,11 +1,14 @@
 """Block folding: module instances with identical layers become one block, chained runs a ``repeat``.
 
-A *scope* is the set of layers a module (``layer1.1``) produced. A scope is folded when it is
-contiguous in execution order, has exactly one output used outside it, reads no other layer by
-name in its attributes, and its *signature* (ops, attributes and wiring, with the module path
-stripped from the layer names) occurs at least twice in the model. The outermost such scopes win;
-each distinct signature is one block, and consecutive sibling instances where each one feeds the
-next become a single layer with ``repeat: n``. Everything else stays a plain layer (docs/import.md).
+A *scope* is the set of layers a module (``layer1.1``) produced. A scope is folded when its module
+is not a bare container (``Sequential``, ``ModuleList``), it is contiguous in execution order, has
+exactly one output used outside it, reads no other layer by name in its attributes, and its
+*structure* (ops, wiring, and every attribute except scalar numbers, with the module path stripped
+from the layer names) occurs at least twice in the model. The outermost such scopes win. Each
+structure is one block; the scalar attributes that differ between its instances become block
+parameters (``out``, ``stride``...), passed as ``args``. Consecutive sibling instances with the
+same arguments, each fed by the previous one, become a single layer with ``repeat: n``. Everything
+else stays a plain layer (docs/import.md).
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from explorer.importers.ir import Node, ident
+
+
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+Position = tuple[int, str]  # (layer index in the body, attribute)
 
 
 @dataclass
@@ -26,6 +34,7 @@ class Block:
     inputs: list[str]
     layers: list[Node]
     output: str
+    params: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -36,6 +45,7 @@ class Call:
     block: str
     inputs: list[str]
     repeat: int = 1
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,16 +63,23 @@ class _Instance:
     end: int  # exclusive
     inputs: list[str]
     output: str
-    signature: str
+    signature: str  # the structure: everything but scalar numeric attributes
     body: list[Node]
+    values: dict[Position, int | float]  # the scalar numeric attributes
 
 
 def fold(nodes: Sequence[Node], outputs: Sequence[str]) -> Folded:
     """The layers with repeated module instances folded into blocks (see the module docstring)."""
     instances = _instances(nodes, outputs)
     counts = Counter(i.signature for i in instances)
-    chosen = _outermost([i for i in instances if counts[i.signature] >= 2])
-    return _assemble(nodes, outputs, chosen)
+    candidates = [i for i in instances if counts[i.signature] >= 2]
+    while True:  # a structure chosen only once (its other instances sit inside bigger blocks) is not a block
+        chosen = _outermost(candidates)
+        chosen_counts = Counter(i.signature for i in chosen)
+        single = {s for s, n in chosen_counts.items() if n < 2}
+        if not single:
+            return _assemble(nodes, outputs, chosen)
+        candidates = [i for i in candidates if i.signature not in single]
 
 
 def _instances(nodes: Sequence[Node], outputs: Sequence[str]) -> list[_Instance]:
@@ -105,10 +122,17 @@ def _instance(nodes: Sequence[Node], path: tuple[str, ...], start: int, end: int
     outside = dict(zip(inputs, names, strict=True))
     renamed = [Node(local[n.name], n.op, [_rename(r, local, outside) for r in n.inputs], dict(n.attrs), n.scope,
                     n.classes) for n in body]
-    signature = json.dumps([[n.name, n.op, n.inputs, n.attrs] for n in renamed] + [local[exits[0]]],
-                           sort_keys=True, default=str)
+    values = {(k, key): v for k, n in enumerate(renamed) for key, v in n.attrs.items() if _scalar(v)}
+    shape = [[n.name, n.op, n.inputs, {k: ("#" if _scalar(v) else v) for k, v in n.attrs.items()}] for n in renamed]
+    signature = json.dumps([*shape, local[exits[0]]], sort_keys=True, default=str)
     cls = body[0].classes[len(path) - 1] if len(body[0].classes) >= len(path) else "block"
-    return _Instance(path, cls, start, end, inputs, exits[0], signature, renamed)
+    if cls in CONTAINERS:
+        return None
+    return _Instance(path, cls, start, end, inputs, exits[0], signature, renamed, values)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _local(name: str, prefix: str) -> str:
@@ -132,16 +156,19 @@ def _outermost(candidates: list[_Instance]) -> list[_Instance]:
 
 def _assemble(nodes: Sequence[Node], outputs: Sequence[str], chosen: list[_Instance]) -> Folded:
     folded = Folded()
-    block_of: dict[str, str] = {}
+    groups: dict[str, list[_Instance]] = {}
     for inst in chosen:
-        if inst.signature not in block_of:
-            block_of[inst.signature] = _block_name(inst.cls, folded.blocks)
-            folded.blocks[block_of[inst.signature]] = Block(
-                block_of[inst.signature], f"{inst.cls} ({'.'.join(inst.path)} and others alike)",
-                ["input"] + [f"input{k}" for k in range(1, len(inst.inputs))], inst.body, _local_output(inst))
+        groups.setdefault(inst.signature, []).append(inst)
+    block_of: dict[str, str] = {}
+    params_of: dict[str, dict[Position, str]] = {}
+    for signature, members in groups.items():
+        name = _block_name(members[0].cls, folded.blocks)
+        block_of[signature] = name
+        params_of[signature] = _parameters(members)
+        folded.blocks[name] = _block(name, members, params_of[signature])
     renamed: dict[str, str] = {}
-    runs = _runs(chosen)
-    by_start = {run[0].start: run for run in runs}
+    taken = {n.name for n in nodes}
+    by_start = {run[0].start: run for run in _runs(chosen, params_of)}
     k = 0
     while k < len(nodes):
         run = by_start.get(k)
@@ -151,14 +178,53 @@ def _assemble(nodes: Sequence[Node], outputs: Sequence[str], chosen: list[_Insta
                                       node.scope, node.classes))
             k += 1
             continue
-        name = _run_name(run, nodes)
-        folded.layers.append(Call(name, block_of[run[0].signature], [_follow(r, renamed) for r in run[0].inputs],
-                                  len(run)))
+        name = _run_name(run, nodes, taken)
+        first = run[0]
+        args = {param: first.values[pos] for pos, param in params_of[first.signature].items()}
+        folded.layers.append(Call(name, block_of[first.signature], [_follow(r, renamed) for r in first.inputs],
+                                  len(run), args))
         for inst in run:
             renamed[inst.output] = name
         k = run[-1].end
     folded.outputs = [_follow(o, renamed) for o in outputs]
     return folded
+
+
+def _parameters(members: list[_Instance]) -> dict[Position, str]:
+    """Block parameters: the scalar attributes that differ between instances; positions whose values
+    agree in every instance share one parameter (conv1.out and conv2.out are both ``planes``)."""
+    varying = [pos for pos in members[0].values if len({m.values[pos] for m in members}) > 1]
+    names: dict[Position, str] = {}
+    pattern_name: dict[tuple[Any, ...], str] = {}
+    used: set[str] = set()
+    body = members[0].body
+    for pos in varying:
+        pattern = tuple(m.values[pos] for m in members)
+        if pattern in pattern_name:
+            names[pos] = pattern_name[pattern]
+            continue
+        layer, key = pos
+        name = key if key not in used and key not in RESERVED else ident(f"{body[layer].name}_{key}")
+        while name in used:
+            name += "_"
+        used.add(name)
+        names[pos] = pattern_name[pattern] = name
+    return names
+
+
+RESERVED = {"batch", "resolution", "height", "width", "in", "input", "min", "max", "dim", "abs", "ceil", "floor",
+            "round", "make_divisible", "i"}
+
+
+def _block(name: str, members: list[_Instance], params: dict[Position, str]) -> Block:
+    first = members[0]
+    layers = []
+    for k, node in enumerate(first.body):
+        attrs = {key: (params[(k, key)] if (k, key) in params else v) for key, v in node.attrs.items()}
+        layers.append(Node(node.name, node.op, node.inputs, attrs, node.scope, node.classes))
+    where = ", ".join(".".join(m.path) for m in members[:3]) + (" ..." if len(members) > 3 else "")
+    return Block(name, f"{first.cls} ({where})", ["input"] + [f"input{k}" for k in range(1, len(first.inputs))],
+                 layers, _local_output(first), list(dict.fromkeys(params.values())))
 
 
 def _local_output(inst: _Instance) -> str:
@@ -171,21 +237,21 @@ def _follow(ref: str, renamed: dict[str, str]) -> str:
     return renamed[node] if node in renamed else ref
 
 
-def _runs(chosen: list[_Instance]) -> list[list[_Instance]]:
-    """Consecutive siblings with one signature, each fed by the previous one's output."""
+def _runs(chosen: list[_Instance], params_of: dict[str, dict[Position, str]]) -> list[list[_Instance]]:
+    """Consecutive siblings with one structure and the same arguments, each fed by the previous one."""
     runs: list[list[_Instance]] = []
     for inst in chosen:
         last = runs[-1][-1] if runs else None
         if (last is not None and last.signature == inst.signature and last.end == inst.start
-                and last.path[:-1] == inst.path[:-1] and inst.inputs == [last.output]):
+                and last.path[:-1] == inst.path[:-1] and inst.inputs == [last.output]
+                and all(last.values[p] == inst.values[p] for p in params_of[inst.signature])):
             runs[-1].append(inst)
         else:
             runs.append([inst])
     return runs
 
 
-def _run_name(run: list[_Instance], nodes: Sequence[Node]) -> str:
-    taken = {n.name for n in nodes}
+def _run_name(run: list[_Instance], nodes: Sequence[Node], taken: set[str]) -> str:
     first, last = run[0].path, run[-1].path
     if len(run) == 1:
         base = ident("_".join(first))
@@ -196,6 +262,7 @@ def _run_name(run: list[_Instance], nodes: Sequence[Node]) -> str:
     name, n = base, 1
     while name in taken:
         name, n = f"{base}_{n}", n + 1
+    taken.add(name)
     return name
 
 

@@ -36,6 +36,8 @@ def _block(block: Block) -> list[str]:
     lines = [f"  {block.name}:"]
     if block.description:
         lines.append(f"    description: {_flow(block.description)}")
+    if block.params:
+        lines.append(f"    params: {_flow({p: None for p in block.params})}")
     if block.inputs != ["input"]:
         lines.append(f"    inputs: {_flow(block.inputs)}")
     lines.append("    layers:")
@@ -59,6 +61,8 @@ def _entry(item: Node | Call, previous: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": item.name, "block": item.block}
         if item.repeat > 1:
             entry["repeat"] = item.repeat
+        if item.args:
+            entry["args"] = dict(item.args)
     else:
         entry = {"name": item.name, "op": item.op}
     implicit = [previous] if not (isinstance(item, Node) and item.op == "parameter") else []
