@@ -39,7 +39,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise ExplorerError(f"'{out}' exists; use --force to overwrite it")
     result = import_model(args.source, inputs=inputs, dynamic=dynamic, kwargs=args.kwargs,
                           allow_unknown=args.allow_unknown)
-    write_atomic(out, lambda tmp: tmp.write_text(result.text, encoding="utf-8"))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(result.text, encoding="utf-8")
+
+    write_atomic(out, write)
     print(summary(out, result))
     return 0
 

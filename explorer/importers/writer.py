@@ -74,4 +74,5 @@ def _entry(item: Node | Call, previous: str) -> dict[str, Any]:
 
 
 def _flow(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1 << 20).strip().removesuffix("\n...")
+    text = str(yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1 << 20))
+    return text.strip().removesuffix("\n...")
