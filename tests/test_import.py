@@ -171,6 +171,22 @@ def test_a_fixed_input_size_is_said() -> None:
     assert "shape: [1, 'dim(concat, 1)', 'dim(concat, 2)']" in result.text
 
 
+def test_fx_fallback_when_export_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import explorer.importers.torch as front
+
+    def fail(*args: Any) -> None:
+        raise front.ExportFailed("forced by the test")
+
+    monkeypatch.setattr(front, "export", fail)
+    result = import_model("torchvision.models:resnet18", inputs=[("x", (1, 3, TRACED, TRACED))])
+    assert result.notes[0] == "Traced with torch.fx (torch.export failed: forced by the test)."
+    s = explorer.loads_spec(result.text)
+    for resolution in (TRACED, 96):
+        params, flops = reference("resnet18", resolution)
+        a = explorer.analyze(s, {"resolution": resolution, "batch": 2})
+        assert (a.totals["params"], a.totals["macs"]) == (params, flops)  # batch 2: 2 x (flops / 2)
+
+
 # -- ONNX -------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

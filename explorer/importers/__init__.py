@@ -7,11 +7,12 @@ imported only by the front end that needs them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from explorer.errors import ExplorerError
-from explorer.importers.fold import fold
+from explorer.importers.fold import Folded, fold
 from explorer.importers.ir import Graph, Unknown
 from explorer.importers.writer import render
 
@@ -56,12 +57,7 @@ def import_model(source: str, *, inputs: Sequence[tuple[str, tuple[int, ...]]] =
     graph.outputs = folded.outputs
     text = render(graph, folded, _description(graph))
     if graph.fixed_inputs and not _scales(text, graph):
-        graph.inputs.update(graph.fixed_inputs)
-        graph.variables = [v for v in graph.variables if v.name != "resolution"]
-        graph.notes = [n for n in graph.notes if not n.startswith("The model fixes")]
-        graph.notes.append("The model fixes its input size (torch.export specialized it), and the layers do not "
-                           "follow another size: the spec has no 'resolution' variable.")
-        text = render(graph, folded, _description(graph))
+        text = _fixed(graph, folded)
     return Imported(text, graph, list(graph.placeholders), list(graph.notes), len(folded.blocks), len(folded.layers))
 
 
@@ -75,16 +71,32 @@ class UnsupportedOperators(ExplorerError):
 
 
 def _scales(text: str, graph: Graph) -> bool:
-    """Whether a spec whose input size the model fixed still builds at twice that size."""
+    """Whether a spec traced at fixed sizes still builds at other ones (twice the resolution, one more
+    image), i.e. every layer follows its input's size."""
     from explorer.analysis import analyze
     from explorer.spec import loads_spec
 
-    default = next(v.default for v in graph.variables if v.name == "resolution")
+    values = {v.name: (2 * v.default if v.name == "resolution" else v.default + 1) for v in graph.variables}
     try:
-        analyze(loads_spec(text), {"resolution": 2 * default})
+        analyze(loads_spec(text), values)
     except ExplorerError:
         return False
     return True
+
+
+def _fixed(graph: Graph, folded: Folded) -> str:
+    """The spec at the traced sizes, without the variables the layers do not follow."""
+    fixed = {d for shape in graph.fixed_inputs.values() for d in shape if isinstance(d, str)}
+    written = {d for shape in graph.inputs.values() for d in shape if isinstance(d, str)}
+    graph.inputs.update(graph.fixed_inputs)
+    unused = written - {d for shape in graph.inputs.values() for d in shape if isinstance(d, str)} - fixed
+    body = render(graph, folded, "")
+    dropped = {name for name in unused if not re.search(rf"\b{name}\b", body.split("\ninputs:", 1)[1])}
+    graph.variables = [v for v in graph.variables if v.name not in dropped]
+    graph.notes = [n for n in graph.notes if not n.startswith("The model fixes")]
+    graph.notes.append(f"The layers do not follow other input sizes: the spec keeps the traced sizes "
+                       f"(no {', '.join(sorted(dropped))} variable).")
+    return render(graph, folded, _description(graph))
 
 
 def _source_text(source: str, kwargs: str | None) -> str:

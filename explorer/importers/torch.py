@@ -78,7 +78,12 @@ def _one_line(exc: BaseException) -> str:
 def import_torch(source: str, model: Any, inputs: Sequence[InputSpec], dynamic: set[str]) -> Graph:
     """Trace ``model`` on random inputs of the given shapes and map its graph (unknown operators
     become ``opaque`` placeholders, listed in ``Graph.placeholders``)."""
-    program = export(model, inputs, dynamic)
+    try:
+        program = export(model, inputs, dynamic)
+    except ExportFailed as exc:
+        from explorer.importers.fx import import_fx
+
+        return import_fx(source, model, inputs, dynamic, exc.reason)
     walker = _Walker(program, model, inputs, dynamic)
     graph = walker.run(source)
     graph.placeholders = walker.unknown
@@ -104,8 +109,16 @@ def export(model: Any, inputs: Sequence[InputSpec], dynamic: set[str]) -> Any:
     with _quiet(), torch.no_grad():
         try:
             return torch.export.export(model, tuple(args), dynamic_shapes=tuple(shapes))
-        except Exception as exc:
-            raise ExplorerError(f"torch.export could not trace the model: {_one_line(exc)}") from None
+        except Exception as exc:  # whatever export raises: the fx fallback says why
+            raise ExportFailed(_one_line(exc)) from None
+
+
+class ExportFailed(Exception):
+    """torch.export could not trace the model (the fx fallback takes over)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @contextmanager
