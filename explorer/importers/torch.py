@@ -265,7 +265,8 @@ class _Walker:
         queries = list(dict.fromkeys(a.name for a in sources))
         exits = [n for n in group if any(u.name not in inside for u in n.users) and self._is_tensor_node(n)]
         self.current = exits[-1] if exits else group[-1]
-        self.scope = _scope(group[0], upto=path)
+        inner = _scope(group[0], upto=path)
+        self.scope = Scope(inner.path, inner.classes, True)  # the layer takes the module's name
         for name in self.params:
             if self.params[name].startswith(path + "."):
                 self.used.add(name)
