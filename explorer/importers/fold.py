@@ -115,7 +115,7 @@ def _instance(nodes: Sequence[Node], path: tuple[str, ...], start: int, end: int
     if not inputs:
         return None
     prefix = ident("_".join(path)) + "_"
-    local = {n.name: _local(n.name, prefix) for n in body}
+    local = {n.name: _readable(_local(n.name, prefix), n.op) for n in body}
     if len(set(local.values())) != len(local):
         return None
     names = ["input"] + [f"input{k}" for k in range(1, len(inputs))]
@@ -137,6 +137,11 @@ def _scalar(value: Any) -> bool:
 
 def _local(name: str, prefix: str) -> str:
     return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else name
+
+
+def _readable(name: str, op: str) -> str:
+    """A local name that is only an index (``0`` in a Sequential) gets its op: ``conv2d_0``."""
+    return f"{op}_{name}" if name[:1].isdigit() else name
 
 
 def _rename(ref: str, local: dict[str, str], outside: dict[str, str]) -> str:
@@ -229,7 +234,9 @@ def _block(name: str, members: list[_Instance], params: dict[Position, str]) -> 
 
 def _local_output(inst: _Instance) -> str:
     prefix = ident("_".join(inst.path)) + "_"
-    return _local(inst.output, prefix)
+    op = next(n.op for n in inst.body if n.name == _readable(_local(inst.output, prefix), n.op)
+              or n.name == _local(inst.output, prefix))
+    return _readable(_local(inst.output, prefix), op)
 
 
 def _follow(ref: str, renamed: dict[str, str]) -> str:
