@@ -43,7 +43,7 @@ def _torchvision() -> Any:
         import torchvision
         return torchvision
     except ImportError:
-        pytest.skip("torchvision is not installed")
+        pytest.skip("torchvision is not installed", allow_module_level=True)
     except RuntimeError as exc:
         if "torchvision::" not in str(exc):
             raise
