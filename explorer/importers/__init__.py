@@ -17,6 +17,7 @@ from explorer.importers.ir import Graph, Unknown
 from explorer.importers.writer import render
 
 DYNAMIC = ("batch", "resolution")
+__all__ = ["DYNAMIC", "Imported", "UnsupportedOperators", "import_model"]
 
 
 @dataclass(frozen=True)

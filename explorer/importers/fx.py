@@ -10,7 +10,6 @@ less than with torch.export.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
