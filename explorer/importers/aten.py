@@ -55,7 +55,7 @@ def _arg(args: Sequence[Any], i: int, default: Any) -> Any:
     return args[i] if len(args) > i else default
 
 
-def _pair(value: Any) -> int | list[int]:
+def pair(value: Any) -> int | list[int]:
     """A torch int list (kernel, stride...) as one int when both are equal, else [h, w]."""
     vals = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
     if len(vals) == 1 or len(set(vals)) == 1:
@@ -72,11 +72,11 @@ def conv2d(ctx: Context, a: Sequence[Any]) -> Emit | None:
     if bias is not None:
         ctx.weight(bias)
     padding = _arg(a, 4, 0)
-    attrs: dict[str, Any] = {"out": w[0], "kernel": _pair(list(w[2:])), "stride": _pair(_arg(a, 3, 1)),
-                             "padding": padding if isinstance(padding, str) else _pair(padding),
-                             "dilation": _pair(_arg(a, 5, 1)), "groups": int(_arg(a, 6, 1)), "bias": bias is not None}
+    attrs: dict[str, Any] = {"out": w[0], "kernel": pair(list(w[2:])), "stride": pair(_arg(a, 3, 1)),
+                             "padding": padding if isinstance(padding, str) else pair(padding),
+                             "dilation": pair(_arg(a, 5, 1)), "groups": int(_arg(a, 6, 1)), "bias": bias is not None}
     defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
-    return Emit("conv2d", [ctx.ref(a[0])], _trim(attrs, defaults))
+    return Emit("conv2d", [ctx.ref(a[0])], trim(attrs, defaults))
 
 
 @aten("linear")
@@ -87,7 +87,7 @@ def linear(ctx: Context, a: Sequence[Any]) -> Emit | None:
         return None
     if bias is not None:
         ctx.weight(bias)
-    return Emit("linear", [ctx.ref(a[0])], _trim({"out": w[0], "bias": bias is not None}, {"bias": True}))
+    return Emit("linear", [ctx.ref(a[0])], trim({"out": w[0], "bias": bias is not None}, {"bias": True}))
 
 
 @aten("batch_norm", "_native_batch_norm_legit_no_training")
@@ -95,7 +95,7 @@ def batch_norm(ctx: Context, a: Sequence[Any]) -> Emit | None:
     for p in a[1:5]:
         if p is not None:
             ctx.weight(p)
-    return Emit("batchnorm", [ctx.ref(a[0])], _trim({"affine": a[1] is not None}, {"affine": True}))
+    return Emit("batchnorm", [ctx.ref(a[0])], trim({"affine": a[1] is not None}, {"affine": True}))
 
 
 @aten("layer_norm")
@@ -107,7 +107,7 @@ def layer_norm(ctx: Context, a: Sequence[Any]) -> Emit | None:
         if p is not None:
             ctx.weight(p)
     attrs = {"dims": len(a[1]), "affine": weight is not None}
-    return Emit("layernorm", [ctx.ref(a[0])], _trim(attrs, {"dims": 1, "affine": True}))
+    return Emit("layernorm", [ctx.ref(a[0])], trim(attrs, {"dims": 1, "affine": True}))
 
 
 def _unary(op: str) -> Handler:
@@ -138,12 +138,12 @@ def leaky_relu(ctx: Context, a: Sequence[Any]) -> Emit | None:
 @aten("gelu")
 def gelu(ctx: Context, a: Sequence[Any]) -> Emit | None:
     approximate = str(_arg(a, 1, "none"))
-    return Emit("gelu", [ctx.ref(a[0])], _trim({"approximate": approximate}, {"approximate": "none"}))
+    return Emit("gelu", [ctx.ref(a[0])], trim({"approximate": approximate}, {"approximate": "none"}))
 
 
 @aten("softmax", "_softmax")
 def softmax(ctx: Context, a: Sequence[Any]) -> Emit | None:
-    return Emit("softmax", [ctx.ref(a[0])], _trim({"axis": int(a[1])}, {"axis": -1}))
+    return Emit("softmax", [ctx.ref(a[0])], trim({"axis": int(a[1])}, {"axis": -1}))
 
 
 @aten("dropout", "feature_dropout", "alpha_dropout")
@@ -188,9 +188,9 @@ def matmul(ctx: Context, a: Sequence[Any]) -> Emit | None:
 def max_pool2d(ctx: Context, a: Sequence[Any]) -> Emit | None:
     kernel = a[1]
     stride = _arg(a, 2, []) or kernel
-    attrs = {"kernel": _pair(kernel), "stride": _pair(stride), "padding": _pair(_arg(a, 3, 0)),
-             "dilation": _pair(_arg(a, 4, 1)), "ceil_mode": bool(_arg(a, 5, False))}
-    return Emit("maxpool", [ctx.ref(a[0])], _trim(attrs, {"padding": 0, "dilation": 1, "ceil_mode": False}))
+    attrs = {"kernel": pair(kernel), "stride": pair(stride), "padding": pair(_arg(a, 3, 0)),
+             "dilation": pair(_arg(a, 4, 1)), "ceil_mode": bool(_arg(a, 5, False))}
+    return Emit("maxpool", [ctx.ref(a[0])], trim(attrs, {"padding": 0, "dilation": 1, "ceil_mode": False}))
 
 
 @aten("avg_pool2d")
@@ -199,14 +199,14 @@ def avg_pool2d(ctx: Context, a: Sequence[Any]) -> Emit | None:
     stride = _arg(a, 2, []) or kernel
     if _arg(a, 6, None) is not None:  # divisor_override
         return None
-    attrs = {"kernel": _pair(kernel), "stride": _pair(stride), "padding": _pair(_arg(a, 3, 0)),
+    attrs = {"kernel": pair(kernel), "stride": pair(stride), "padding": pair(_arg(a, 3, 0)),
              "ceil_mode": bool(_arg(a, 4, False))}
-    return Emit("avgpool", [ctx.ref(a[0])], _trim(attrs, {"padding": 0, "ceil_mode": False}))
+    return Emit("avgpool", [ctx.ref(a[0])], trim(attrs, {"padding": 0, "ceil_mode": False}))
 
 
 def _adaptive(op: str) -> Handler:
     def handler(ctx: Context, a: Sequence[Any]) -> Emit | None:
-        return Emit(op, [ctx.ref(a[0])], _trim({"size": _pair([int(v) for v in a[1]])}, {"size": 1}))
+        return Emit(op, [ctx.ref(a[0])], trim({"size": pair([int(v) for v in a[1]])}, {"size": 1}))
 
     return handler
 
@@ -221,13 +221,13 @@ def mean(ctx: Context, a: Sequence[Any]) -> Emit | None:
         return None
     axes = [int(v) for v in a[1]]
     attrs = {"axes": axes[0] if len(axes) == 1 else axes, "keepdim": bool(_arg(a, 2, False))}
-    return Emit("mean", [ctx.ref(a[0])], _trim(attrs, {"keepdim": False}))
+    return Emit("mean", [ctx.ref(a[0])], trim(attrs, {"keepdim": False}))
 
 
 @aten("flatten")
 def flatten(ctx: Context, a: Sequence[Any]) -> Emit | None:
     attrs = {"start": int(_arg(a, 1, 0)), "end": int(_arg(a, 2, -1))}
-    return Emit("flatten", [ctx.ref(a[0])], _trim(attrs, {"start": 1, "end": -1}))
+    return Emit("flatten", [ctx.ref(a[0])], trim(attrs, {"start": 1, "end": -1}))
 
 
 @aten("cat", "concat")
@@ -237,7 +237,7 @@ def cat(ctx: Context, a: Sequence[Any]) -> Emit | None:
         return Emit("identity", [ctx.ref(tensors[0])])
     if len(tensors) > 64:
         return None
-    return Emit("concat", [ctx.ref(t) for t in tensors], _trim({"axis": int(_arg(a, 1, 0))}, {"axis": 1}))
+    return Emit("concat", [ctx.ref(t) for t in tensors], trim({"axis": int(_arg(a, 1, 0))}, {"axis": 1}))
 
 
 @aten("permute")
@@ -301,14 +301,14 @@ def reshape(ctx: Context, a: Sequence[Any]) -> Emit | None:
     """A view: ``flatten`` when it merges neighbouring dims, else ``reshape`` to the traced sizes
     (symbolic where torch kept them symbolic, so the target follows batch and resolution)."""
     src, out = [ctx.dim(d) for d in ctx.shape(a[0])], [ctx.dim(d) for d in ctx.out()]
-    merged = _merged_range(src, out)
+    merged = merged_range(src, out)
     if merged is not None:
         start, end = merged
-        return Emit("flatten", [ctx.ref(a[0])], _trim({"start": start, "end": end}, {"start": 1, "end": -1}))
+        return Emit("flatten", [ctx.ref(a[0])], trim({"start": start, "end": end}, {"start": 1, "end": -1}))
     return Emit("reshape", [ctx.ref(a[0])], {"shape": out})
 
 
-def _merged_range(src: list[Dim], out: list[Dim]) -> tuple[int, int] | None:
+def merged_range(src: list[Dim], out: list[Dim]) -> tuple[int, int] | None:
     """(start, end) when ``out`` is ``src`` with dims start..end merged into one, else None."""
     merged = len(src) - len(out) + 1
     if merged < 2:
@@ -324,6 +324,6 @@ def _is_minus_one(value: Any) -> bool:
     return isinstance(value, int) and value == -1
 
 
-def _trim(attrs: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def trim(attrs: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """The attributes without those at explorer's default (shorter specs)."""
     return {k: v for k, v in attrs.items() if k not in defaults or defaults[k] != v}

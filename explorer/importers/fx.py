@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from explorer.errors import ExplorerError
-from explorer.importers.aten import Emit, _merged_range, _pair, _trim
+from explorer.importers.aten import Emit, merged_range, pair, trim
 from explorer.importers.ir import Dim, Graph, Names, Node, Unknown, Variable, ident
 
 ModuleHandler = Callable[[Any, "_FxWalker", Any], "Emit | None"]
@@ -200,23 +200,23 @@ def _function_name(node: Any) -> str:
 def conv2d(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
     if mod.padding_mode != "zeros":
         return None
-    padding = mod.padding if isinstance(mod.padding, str) else _pair(list(mod.padding))
-    attrs = {"out": mod.out_channels, "kernel": _pair(list(mod.kernel_size)), "stride": _pair(list(mod.stride)),
-             "padding": padding, "dilation": _pair(list(mod.dilation)), "groups": mod.groups,
+    padding = mod.padding if isinstance(mod.padding, str) else pair(list(mod.padding))
+    attrs = {"out": mod.out_channels, "kernel": pair(list(mod.kernel_size)), "stride": pair(list(mod.stride)),
+             "padding": padding, "dilation": pair(list(mod.dilation)), "groups": mod.groups,
              "bias": mod.bias is not None}
     defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
-    return Emit("conv2d", [w.ref(node.args[0])], _trim(attrs, defaults))
+    return Emit("conv2d", [w.ref(node.args[0])], trim(attrs, defaults))
 
 
 @module("Linear")
 def linear(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
-    return Emit("linear", [w.ref(node.args[0])], _trim({"out": mod.out_features, "bias": mod.bias is not None},
+    return Emit("linear", [w.ref(node.args[0])], trim({"out": mod.out_features, "bias": mod.bias is not None},
                                                         {"bias": True}))
 
 
 @module("BatchNorm1d", "BatchNorm2d")
 def batchnorm(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
-    return Emit("batchnorm", [w.ref(node.args[0])], _trim({"affine": bool(mod.affine)}, {"affine": True}))
+    return Emit("batchnorm", [w.ref(node.args[0])], trim({"affine": bool(mod.affine)}, {"affine": True}))
 
 
 @module("LayerNorm")
@@ -224,7 +224,7 @@ def layernorm(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
     if mod.elementwise_affine and mod.bias is None:
         return None
     attrs = {"dims": len(mod.normalized_shape), "affine": bool(mod.elementwise_affine)}
-    return Emit("layernorm", [w.ref(node.args[0])], _trim(attrs, {"dims": 1, "affine": True}))
+    return Emit("layernorm", [w.ref(node.args[0])], trim(attrs, {"dims": 1, "affine": True}))
 
 
 def _same(op: str) -> ModuleHandler:
@@ -242,12 +242,12 @@ for _cls, _op in (("ReLU", "relu"), ("ReLU6", "relu6"), ("Sigmoid", "sigmoid"), 
 
 @module("GELU")
 def gelu(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
-    return Emit("gelu", [w.ref(node.args[0])], _trim({"approximate": mod.approximate}, {"approximate": "none"}))
+    return Emit("gelu", [w.ref(node.args[0])], trim({"approximate": mod.approximate}, {"approximate": "none"}))
 
 
 @module("Softmax")
 def softmax(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
-    return Emit("softmax", [w.ref(node.args[0])], _trim({"axis": mod.dim if mod.dim is not None else -1},
+    return Emit("softmax", [w.ref(node.args[0])], trim({"axis": mod.dim if mod.dim is not None else -1},
                                                          {"axis": -1}))
 
 
@@ -256,12 +256,12 @@ def pool(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
     avg = type(mod).__name__ == "AvgPool2d"
     if avg and mod.divisor_override is not None:
         return None
-    attrs = {"kernel": _pair(mod.kernel_size), "stride": _pair(mod.stride or mod.kernel_size),
-             "padding": _pair(mod.padding), "ceil_mode": bool(mod.ceil_mode)}
+    attrs = {"kernel": pair(mod.kernel_size), "stride": pair(mod.stride or mod.kernel_size),
+             "padding": pair(mod.padding), "ceil_mode": bool(mod.ceil_mode)}
     if not avg:
-        attrs["dilation"] = _pair(mod.dilation)
+        attrs["dilation"] = pair(mod.dilation)
     return Emit("avgpool" if avg else "maxpool", [w.ref(node.args[0])],
-                _trim(attrs, {"padding": 0, "ceil_mode": False, "dilation": 1}))
+                trim(attrs, {"padding": 0, "ceil_mode": False, "dilation": 1}))
 
 
 @module("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
@@ -270,12 +270,12 @@ def adaptive(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
     if size is None or (isinstance(size, tuple) and None in size):
         return None
     op = "adaptive_avgpool" if type(mod).__name__ == "AdaptiveAvgPool2d" else "adaptive_maxpool"
-    return Emit(op, [w.ref(node.args[0])], _trim({"size": _pair(size)}, {"size": 1}))
+    return Emit(op, [w.ref(node.args[0])], trim({"size": pair(size)}, {"size": 1}))
 
 
 @module("Flatten")
 def flatten_module(mod: Any, w: _FxWalker, node: Any) -> Emit | None:
-    return Emit("flatten", [w.ref(node.args[0])], _trim({"start": mod.start_dim, "end": mod.end_dim},
+    return Emit("flatten", [w.ref(node.args[0])], trim({"start": mod.start_dim, "end": mod.end_dim},
                                                          {"start": 1, "end": -1}))
 
 
@@ -306,7 +306,7 @@ def _unary(op: str) -> FunctionHandler:
 def _flatten(w: _FxWalker, node: Any) -> Emit | None:
     start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
     end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-    return Emit("flatten", [w.ref(node.args[0])], _trim({"start": start, "end": end}, {"start": 1, "end": -1}))
+    return Emit("flatten", [w.ref(node.args[0])], trim({"start": start, "end": end}, {"start": 1, "end": -1}))
 
 
 def _cat(w: _FxWalker, node: Any) -> Emit | None:
@@ -314,21 +314,21 @@ def _cat(w: _FxWalker, node: Any) -> Emit | None:
     axis = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
     if len(tensors) == 1:
         return Emit("identity", [w.ref(tensors[0])])
-    return Emit("concat", [w.ref(t) for t in tensors], _trim({"axis": axis}, {"axis": 1}))
+    return Emit("concat", [w.ref(t) for t in tensors], trim({"axis": axis}, {"axis": 1}))
 
 
 def _view(w: _FxWalker, node: Any) -> Emit | None:
     src, out = w._dims(w.shape(node.args[0])), w.out_dims()
-    merged = _merged_range(src, out)
+    merged = merged_range(src, out)
     if merged is not None:
-        return Emit("flatten", [w.ref(node.args[0])], _trim({"start": merged[0], "end": merged[1]},
+        return Emit("flatten", [w.ref(node.args[0])], trim({"start": merged[0], "end": merged[1]},
                                                              {"start": 1, "end": -1}))
     return Emit("reshape", [w.ref(node.args[0])], {"shape": out})
 
 
 def _adaptive_avg(w: _FxWalker, node: Any) -> Emit | None:
     size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
-    return Emit("adaptive_avgpool", [w.ref(node.args[0])], _trim({"size": _pair(size)}, {"size": 1}))
+    return Emit("adaptive_avgpool", [w.ref(node.args[0])], trim({"size": pair(size)}, {"size": 1}))
 
 
 def _alias(w: _FxWalker, node: Any) -> Emit | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import ExplorerError
-from explorer.importers.aten import Emit, _merged_range, _pair, _trim
+from explorer.importers.aten import Emit, merged_range, pair, trim
 from explorer.importers.ir import Dim, Graph, Names, Node, Unknown, Variable, ident
 
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
@@ -337,12 +337,12 @@ def clip(w: _OnnxWalker, node: Any) -> Emit | None:
 @onnx_op("Gelu")
 def gelu(w: _OnnxWalker, node: Any) -> Emit | None:
     approximate = w.attr(node, "approximate", "none")
-    return Emit("gelu", [w.ref(node.input[0])], _trim({"approximate": approximate}, {"approximate": "none"}))
+    return Emit("gelu", [w.ref(node.input[0])], trim({"approximate": approximate}, {"approximate": "none"}))
 
 
 @onnx_op("Softmax")
 def softmax(w: _OnnxWalker, node: Any) -> Emit | None:
-    return Emit("softmax", [w.ref(node.input[0])], _trim({"axis": int(w.attr(node, "axis", -1))}, {"axis": -1}))
+    return Emit("softmax", [w.ref(node.input[0])], trim({"axis": int(w.attr(node, "axis", -1))}, {"axis": -1}))
 
 
 @onnx_op("Conv")
@@ -356,11 +356,11 @@ def conv(w: _OnnxWalker, node: Any) -> Emit | None:
     pads = list(w.attr(node, "pads", [0, 0, 0, 0]))
     if pads[:2] != pads[2:]:
         return None
-    attrs = {"out": shape[0], "kernel": _pair(list(shape[2:])), "stride": _pair(w.attr(node, "strides", [1, 1])),
-             "padding": _pair(pads[:2]), "dilation": _pair(w.attr(node, "dilations", [1, 1])),
+    attrs = {"out": shape[0], "kernel": pair(list(shape[2:])), "stride": pair(w.attr(node, "strides", [1, 1])),
+             "padding": pair(pads[:2]), "dilation": pair(w.attr(node, "dilations", [1, 1])),
              "groups": int(w.attr(node, "group", 1)), "bias": bias}
     defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
-    return Emit("conv2d", [w.ref(node.input[0])], _trim(attrs, defaults))
+    return Emit("conv2d", [w.ref(node.input[0])], trim(attrs, defaults))
 
 
 @onnx_op("BatchNormalization")
@@ -377,7 +377,7 @@ def layernorm(w: _OnnxWalker, node: Any) -> Emit | None:
     dims = rank - (axis % rank) if rank else 1
     if len(node.input) < 3 or not node.input[2]:
         return None
-    return Emit("layernorm", [w.ref(node.input[0])], _trim({"dims": dims}, {"dims": 1}))
+    return Emit("layernorm", [w.ref(node.input[0])], trim({"dims": dims}, {"dims": 1}))
 
 
 @onnx_op("Gemm")
@@ -387,7 +387,7 @@ def gemm(w: _OnnxWalker, node: Any) -> Emit | None:
         return None
     out = shape[0] if int(w.attr(node, "transB", 0)) else shape[1]
     bias = len(node.input) > 2 and bool(node.input[2])
-    return Emit("linear", [w.ref(node.input[0])], _trim({"out": out, "bias": bias}, {"bias": True}))
+    return Emit("linear", [w.ref(node.input[0])], trim({"out": out, "bias": bias}, {"bias": True}))
 
 
 @onnx_op("MatMul")
@@ -421,11 +421,11 @@ def _pool(op: str) -> Handler:
         pads = list(w.attr(node, "pads", [0] * 2 * len(kernel)))
         if len(kernel) != 2 or pads[:2] != pads[2:] or w.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             return None
-        attrs: dict[str, Any] = {"kernel": _pair(kernel), "stride": _pair(w.attr(node, "strides", kernel)),
-                                 "padding": _pair(pads[:2]), "ceil_mode": bool(w.attr(node, "ceil_mode", 0))}
+        attrs: dict[str, Any] = {"kernel": pair(kernel), "stride": pair(w.attr(node, "strides", kernel)),
+                                 "padding": pair(pads[:2]), "ceil_mode": bool(w.attr(node, "ceil_mode", 0))}
         if op == "maxpool":
-            attrs["dilation"] = _pair(w.attr(node, "dilations", [1, 1]))
-        return Emit(op, [w.ref(node.input[0])], _trim(attrs, {"padding": 0, "ceil_mode": False, "dilation": 1}))
+            attrs["dilation"] = pair(w.attr(node, "dilations", [1, 1]))
+        return Emit(op, [w.ref(node.input[0])], trim(attrs, {"padding": 0, "ceil_mode": False, "dilation": 1}))
 
     return handler
 
@@ -447,7 +447,7 @@ def reduce_mean(w: _OnnxWalker, node: Any) -> Emit | None:
     if rank == 4 and keep and sorted(a % rank for a in axes) == [2, 3]:
         return Emit("adaptive_avgpool", [w.ref(node.input[0])])
     attrs = {"axes": axes[0] if len(axes) == 1 else axes, "keepdim": keep}
-    return Emit("mean", [w.ref(node.input[0])], _trim(attrs, {"keepdim": False}))
+    return Emit("mean", [w.ref(node.input[0])], trim(attrs, {"keepdim": False}))
 
 
 @onnx_op("Flatten")
@@ -464,10 +464,10 @@ def reshape(w: _OnnxWalker, node: Any) -> Emit | None:
     src, out = w.in_shape(node.input[0]), w.out_shape()
     if not src or not out or any(isinstance(d, str) and d.startswith("?") for d in [*src, *out]):
         return None
-    merged = _merged_range(src, out)
+    merged = merged_range(src, out)
     if merged is not None:
         start, end = merged
-        return Emit("flatten", [w.ref(node.input[0])], _trim({"start": start, "end": end}, {"start": 1, "end": -1}))
+        return Emit("flatten", [w.ref(node.input[0])], trim({"start": start, "end": end}, {"start": 1, "end": -1}))
     return Emit("reshape", [w.ref(node.input[0])], {"shape": out})
 
 
@@ -475,7 +475,7 @@ def reshape(w: _OnnxWalker, node: Any) -> Emit | None:
 def concat(w: _OnnxWalker, node: Any) -> Emit | None:
     if len(node.input) == 1:
         return Emit("identity", [w.ref(node.input[0])])
-    return Emit("concat", [w.ref(i) for i in node.input], _trim({"axis": int(w.attr(node, "axis", 1))}, {"axis": 1}))
+    return Emit("concat", [w.ref(i) for i in node.input], trim({"axis": int(w.attr(node, "axis", 1))}, {"axis": 1}))
 
 
 @onnx_op("Transpose")

@@ -276,7 +276,7 @@ class _Walker:
                 self.refs.setdefault(n.name, self.refs[self.current.name])
             return
         attrs = {"heads": module.num_heads, "bias": module.in_proj_bias is not None}
-        emit = table.Emit("attention", [self.refs[queries[0]]], table._trim(attrs, {"bias": True}))
+        emit = table.Emit("attention", [self.refs[queries[0]]], table.trim(attrs, {"bias": True}))
         self._emit(exits[0], emit, "attention")
         for n in group:
             self.refs.setdefault(n.name, self.refs[exits[0].name])
