@@ -236,6 +236,29 @@ def test_onnx_with_folded_batchnorm(onnx_files: dict[str, Path]) -> None:
     assert a.totals["params"] == sum(numpy_helper.to_array(w).size for w in weights)
 
 
+def test_onnx_sizes_missing_from_the_file(run: Any, tmp_path: Path) -> None:
+    """Symbolic height and width: refused in one line, then given with --input."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    path = tmp_path / "net.onnx"
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("h"), 3: torch.export.Dim("w")}
+    torch.onnx.export(net, (torch.randn(2, 3, 32, 32),), str(path), dynamic_shapes=(dims,), input_names=["image"],
+                      verbose=False)
+    out = tmp_path / "net.yaml"
+    code, _, err = run("import", path, "-o", out)
+    assert code == 2 and not out.exists()
+    assert err == "error: input 'image': dim 2 has no size in the file ('h'); give it with --input image=...\n"
+    code, _, err = run("import", path, "-o", out, "--input", "image=1,3,48,48")
+    assert (code, err) == (0, "")
+    text = out.read_text()
+    assert "image: [batch, 3, resolution, resolution]" in text
+    assert "{name: conv2d_0, op: conv2d, out: 8, kernel: 3, padding: 1, bias: false}" in text
+    a = explorer.analyze(explorer.load_spec(out), {"resolution": 20, "batch": 3})
+    assert a.totals["macs"] == 3 * (8 * 27 * 20 * 20 + 8 * 4) and a.totals["params"] == 8 * 27 + 8 * 4 + 4
+
+
 # -- the command ------------------------------------------------------------------------------------
 
 @pytest.fixture

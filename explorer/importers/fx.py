@@ -124,7 +124,7 @@ class _FxWalker:
         if emit is None:
             self._unknown(node, key, path)
             return
-        name = self.names.make(*path) if path else self.names.make(node.name)
+        name = self.names.layer(path, emit.op, True) if path else self.names.make(node.name)
         self.nodes.append(Node(name, emit.op, emit.inputs, emit.attrs, path[:-1] if path else (), ()))
         self.refs[node.name] = name
 

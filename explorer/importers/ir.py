@@ -77,6 +77,14 @@ class Names:
     def __init__(self, taken: set[str] | None = None) -> None:
         self.taken: set[str] = set(taken or ())
 
+    def layer(self, path: tuple[str, ...], op: str, leaf: bool) -> str:
+        """A layer's name: its module path (a leaf module), or the path and the op; a path that starts
+        with an index (a top-level ``Sequential``) starts with the op instead (``conv2d_0``)."""
+        parts = path if leaf and path else (*path, op)
+        if parts[0][:1].isdigit():
+            parts = (op, *path)
+        return self.make(*parts)
+
     def make(self, *parts: str) -> str:
         base = ident("_".join(p for p in parts if p)) or "layer"
         name, k = base, 1

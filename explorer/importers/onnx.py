@@ -92,6 +92,10 @@ class _OnnxWalker:
             dims = self._dims(vi, first_input=not result)
             if vi.name in self.overrides:
                 dims = self._override(vi.name, dims)
+            unknown = [k for k, d in enumerate(dims) if isinstance(d, str) and d.startswith("?")]
+            if unknown:
+                raise ExplorerError(f"input '{vi.name}': dim {unknown[0]} has no size in the file "
+                                    f"('{str(dims[unknown[0]])[1:]}'); give it with --input {vi.name}=...")
             name = ident(vi.name)
             self.names.taken.add(name)
             self.refs[vi.name] = name
@@ -137,8 +141,7 @@ class _OnnxWalker:
             self._unknown(node)
             return
         path, classes, leaf = self.scope
-        name = self.names.make(*path) if leaf and path else (
-            self.names.make(*path, emit.op) if path else self.names.make(node.name or node.op_type))
+        name = self.names.layer(path, emit.op, leaf) if path else self.names.make(node.name or node.op_type)
         self.nodes.append(Node(name, emit.op, emit.inputs, emit.attrs, path, classes))
         for out in node.output:
             self.refs[out] = name
@@ -233,8 +236,8 @@ class _OnnxWalker:
     def _notes(self) -> list[str]:
         if not self.fixed:
             return []
-        return ["The ONNX file fixes the input size; the spec keeps 'resolution' as a variable, where it stands "
-                "for the same layers on an input of that size."]
+        return ["The input size is fixed (by the file or --input); the spec keeps 'resolution' as a variable, "
+                "where it stands for the same layers on an input of that size."]
 
 
 def _np() -> Any:

@@ -220,7 +220,7 @@ class _Walker:
 
     def _emit(self, node: Any, emit: table.Emit, key: str) -> None:
         path, classes, leaf = self.scope
-        name = self.names.make(*path) if leaf else self.names.make(*path, emit.op)
+        name = self.names.layer(path, emit.op, leaf)
         self.nodes.append(Node(name, emit.op, emit.inputs, emit.attrs, path, classes))
         self.refs[node.name] = name
 
