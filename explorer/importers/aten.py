@@ -55,6 +55,9 @@ def _arg(args: Sequence[Any], i: int, default: Any) -> Any:
     return args[i] if len(args) > i else default
 
 
+UNEXPECTED = (TypeError, ValueError, IndexError, KeyError, AttributeError)  # a use a handler does not cover
+
+
 def pair(value: Any) -> int | list[int]:
     """A torch int list (kernel, stride...) as one int when both are equal, else [h, w]."""
     vals = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]

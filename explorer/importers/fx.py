@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from explorer.errors import ExplorerError
-from explorer.importers.aten import Emit, merged_range, pair, trim
+from explorer.importers.aten import UNEXPECTED, Emit, merged_range, pair, trim
 from explorer.importers.ir import Dim, Graph, Names, Node, Unknown, Variable, ident
 
 ModuleHandler = Callable[[Any, "_FxWalker", Any], "Emit | None"]
@@ -110,14 +110,20 @@ class _FxWalker:
         if node.op == "call_module":
             mod = self.modules[node.target]
             handler = MODULES.get(type(mod).__name__)
-            emit = handler(mod, self, node) if handler else None
+            try:
+                emit = handler(mod, self, node) if handler else None
+            except UNEXPECTED:
+                emit = None
             key, path = type(mod).__name__, tuple(str(node.target).split("."))
             if emit is not None:
                 self.used.update(f"{node.target}.{p}" for p, _ in mod.named_parameters())
         else:
             key, path = _function_name(node), ()
             handler_f = FUNCTIONS.get(key)
-            emit = handler_f(self, node) if handler_f else None
+            try:
+                emit = handler_f(self, node) if handler_f else None
+            except UNEXPECTED:
+                emit = None
         if emit is ALIAS_FX:
             self.refs[node.name] = self.ref(node.args[0])
             return

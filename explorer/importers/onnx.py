@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import ExplorerError
-from explorer.importers.aten import Emit, merged_range, pair, trim
+from explorer.importers.aten import UNEXPECTED, Emit, merged_range, pair, trim
 from explorer.importers.ir import Dim, Graph, Names, Node, Unknown, Variable, ident
 
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
@@ -136,7 +136,10 @@ class _OnnxWalker:
         self.current = node
         self.scope = _scope(node)
         handler = ONNX.get(node.op_type)
-        emit = handler(self, node) if handler else None
+        try:
+            emit = handler(self, node) if handler else None
+        except UNEXPECTED:  # an attribute pattern the handler does not cover: unsupported
+            emit = None
         if emit is None:
             self._unknown(node)
             return

@@ -210,7 +210,10 @@ class _Walker:
         self.scope = _scope(node)
         key = _aten_name(node.target)
         handler = table.ATEN.get(key)
-        emit = handler(self, node.args) if handler else None
+        try:
+            emit = handler(self, node.args) if handler else None
+        except table.UNEXPECTED:  # an argument pattern the handler does not cover: unsupported
+            emit = None
         if emit is table.ALIAS:
             self.refs[node.name] = self.ref(node.args[0])
         elif emit is None:
