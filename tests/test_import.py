@@ -134,6 +134,14 @@ def test_round_trip_through_the_bridge(name: str) -> None:
     assert counter.get_total_flops() == 2 * explorer.analyze(spec(name), {"resolution": TRACED}).totals["macs"]
 
 
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "vit_b_16"])
+def test_same_costs_as_the_hand_written_spec(name: str) -> None:
+    """Every metric (FLOPs and bytes too, not only what FlopCounterMode sees) equals the bundled spec's."""
+    mine = explorer.analyze(spec(name), {"resolution": 128, "batch": 2}).totals
+    theirs = explorer.analyze(explorer.load_spec(name), {"resolution": 128, "batch": 2}).totals
+    assert mine == theirs
+
+
 def test_batch_is_a_variable_and_costs_are_closed_form() -> None:
     s = spec("resnet18")
     macs = explorer.symbolic_costs(s).formula("macs")
