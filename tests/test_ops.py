@@ -119,6 +119,8 @@ CASES = {
     "channel_shuffle": [({"op": "channel_shuffle", "groups": 3}, {"flops": 0, "bytes_read": 4 * X})],
     "parameter": [({"op": "parameter", "shape": [1, C, 1, 1]}, {"shape": [1, C, 1, 1], "params": C})],
     "crop": [({"op": "crop", "size": [6, 6]}, {"shape": [N, C, 6, 6], "bytes_read": 0})],
+    "opaque": [({"op": "opaque", "shape": [N, 5, 3], "what": "aten.foo.default"},
+                {"shape": [N, 5, 3], "params": 0, "macs": 0, "flops": 0, "bytes_read": 0, "bytes_written": 0})],
     # s = [2, 7, 8]: 14 rows, hidden 16; gate and up 8 -> 16, down 16 -> 8; silu 5 + gating multiply 1
     "gated_mlp": [({"op": "gated_mlp", "hidden": 16, "inputs": "s"},
                    {"shape": [2, 7, 8], "params": 2 * 8 * 16 + 16 * 8, "macs": 14 * (2 * 8 * 16 + 16 * 8),

@@ -90,6 +90,7 @@ CASES: dict[str, list[tuple[dict, list]]] = {
     "parameter": [({"op": "parameter", "shape": [1, C, 1, 1]}, [])],
     "embedding": [({"op": "embedding", "num": 100, "dim": 8, "inputs": "ids"}, [])],
     "crop": [({"op": "crop", "size": [6, 7]}, [])],
+    "opaque": [({"op": "opaque", "shape": [N, 5, 3], "what": "aten.foo.default"}, [])],
 }
 
 

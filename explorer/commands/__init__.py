@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer.commands import analyze, calibrate, compare, hardware, measure, study
+from explorer.commands import analyze, calibrate, compare, hardware, import_, measure, study
 
 REGISTER = [analyze.register, hardware.register, measure.register, calibrate.register, study.register,
-            compare.register]
+            compare.register, import_.register]

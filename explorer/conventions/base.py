@@ -163,7 +163,7 @@ POOLING = ("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean",
 ELEMENTWISE = ("add", "mul", "sub", "div", "scale")
 DATA = ("embedding", "concat", "channel_shuffle", "parameter")
 VIEWS = ("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
-    "split", "chunk", "crop")
+    "split", "chunk", "crop", "opaque")
 
 
 LLM = ("rmsnorm", "gated_mlp", "moe")  # ops added for LLMs; no tool reference derived yet

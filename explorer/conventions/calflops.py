@@ -92,7 +92,7 @@ FLOPS = {
     "embedding": Rule(lambda v, c: 0, "does not count Embedding (patched to 0)"),
     **zeros(("mean", "concat", "channel_shuffle", "parameter"), "does not count it (not patched)"),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
-             "split", "chunk", "crop"), "views and no-ops: nothing to count"),
+             "split", "chunk", "crop", "opaque"), "views and no-ops: nothing to count"),
     **not_modelled(LLM, "calflops"),
 }
 

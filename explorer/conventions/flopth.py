@@ -89,7 +89,7 @@ TABLE = {
     **zeros(("dropout", "identity"), "counts Dropout and Identity as 0"),
     **zeros(("matmul", "add", "mul", "sub", "div", "scale", "mean"), "does not see tensor arithmetic (no module)"),
     **zeros(("concat", "channel_shuffle", "parameter", "flatten", "reshape", "permute", "transpose", "expand",
-             "select", "slice", "split", "chunk", "crop"), "copies and views: nothing to count"),
+             "select", "slice", "split", "chunk", "crop", "opaque"), "copies and views: nothing to count"),
     **not_modelled(LLM, "flopth"),
 }
 

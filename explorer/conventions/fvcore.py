@@ -60,7 +60,7 @@ TABLE = {
     **zeros(("add", "mul", "sub", "div", "scale"), "does not count element-wise arithmetic (aten::add/mul: no handle)"),
     "embedding": Rule(lambda v, c: 0, _UNSUPPORTED),
     **zeros(("concat", "channel_shuffle", "parameter", "identity", "dropout", "flatten", "reshape", "permute",
-             "transpose", "expand", "select", "slice", "split", "chunk", "crop"),
+             "transpose", "expand", "select", "slice", "split", "chunk", "crop", "opaque"),
             "copies, views and no-ops: nothing to count (_IGNORED_OPS)"),
     **not_modelled(LLM, "fvcore"),
 }

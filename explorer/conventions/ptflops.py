@@ -86,7 +86,7 @@ TABLE = {
     **zeros(("add", "mul", "sub", "div", "scale"), "does not see +, *, -, / (Python operators are not patched)"),
     **zeros(("mean", "embedding", "concat", "channel_shuffle", "parameter"), "does not count it (not mapped)"),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
-             "split", "chunk", "crop"), "views and no-ops: nothing to count"),
+             "split", "chunk", "crop", "opaque"), "views and no-ops: nothing to count"),
     **not_modelled(LLM, "ptflops"),
 }
 

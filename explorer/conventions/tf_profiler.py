@@ -127,7 +127,7 @@ TABLE = {
                      "counts UpSampling2D as 2 (nearest: two scalar Mul in ops.repeat) or 0 (ResizeBilinear)"),
     **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "adaptive_maxpool", "embedding"), _UNREGISTERED),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
-             "split", "chunk", "crop", "concat", "channel_shuffle", "parameter"),
+             "split", "chunk", "crop", "opaque", "concat", "channel_shuffle", "parameter"),
             "copies, views and constants: no FLOPs registered"),
     **not_modelled(LLM, "tf-profiler"),
 }

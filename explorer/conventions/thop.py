@@ -63,7 +63,7 @@ TABLE = {
     **zeros(("sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "embedding"), _NOT_REGISTERED),
     **zeros(("add", "mul", "sub", "div", "scale", "mean"), "does not see tensor arithmetic (no module)"),
     **zeros(("concat", "channel_shuffle", "parameter", "identity", "flatten", "reshape", "permute", "transpose",
-             "expand", "select", "slice", "split", "chunk", "crop"), "copies, views and no-ops: nothing to count"),
+             "expand", "select", "slice", "split", "chunk", "crop", "opaque"), "copies, views and no-ops: nothing to count"),
     **not_modelled(LLM, "thop"),
 }
 

@@ -62,7 +62,7 @@ FLOPS = {
     **zeros(("layernorm", "groupnorm", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "softmax",
              "adaptive_avgpool", "adaptive_maxpool", "embedding", "identity", "dropout", "flatten"), _UNSUPPORTED),
     **zeros(("concat", "channel_shuffle", "parameter", "reshape", "permute", "transpose", "expand", "select",
-             "slice", "split", "chunk", "crop"), "copies and views: nothing to count"),
+             "slice", "split", "chunk", "crop", "opaque"), "copies and views: nothing to count"),
     **not_modelled(LLM, "torchstat"),
 }
 

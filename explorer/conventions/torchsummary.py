@@ -75,7 +75,7 @@ TABLE = {
              "softmax", "maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "upsample", "dropout",
              "identity"), "lists modules without weight as 0 params"),
     **zeros(("matmul", "add", "mul", "sub", "div", "scale", "mean", "concat", "channel_shuffle", "flatten",
-             "reshape", "permute", "transpose", "expand", "select", "slice", "split", "chunk", "crop"),
+             "reshape", "permute", "transpose", "expand", "select", "slice", "split", "chunk", "crop", "opaque"),
             _NOT_A_MODULE),
     "parameter": Rule(lambda v, c: 0, "does not count a bare nn.Parameter of the model (only module "
                       "weight and bias)"),

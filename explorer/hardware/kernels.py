@@ -104,6 +104,7 @@ CLASSIFY: dict[str, Callable[[Layer], str]] = {
     **{v: _const("view") for v in ("identity", "dropout", "flatten", "reshape", "permute", "transpose",
                                    "expand", "select", "slice", "split", "chunk", "crop", "parameter")},
     "concat": _const("data"), "channel_shuffle": _const("data"),
+    "opaque": _const("view"),  # an explicit zero-cost placeholder (explorer import --allow-unknown)
     "embedding": _const("embedding"),
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer.ops import activation, conv, elementwise, linear, mlp, norm, pooling, tensor  # noqa: F401
+from explorer.ops import activation, conv, elementwise, linear, mlp, norm, opaque, pooling, tensor  # noqa: F401
 from explorer.ops.base import (
     ALIASES,
     REGISTRY,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from explorer.graph import Model
     from explorer.torch.module import GraphModule
 
-BUILDER_MODULES = ("activation", "conv", "elementwise", "linear", "llm", "norm", "pooling", "tensor")
+BUILDER_MODULES = ("activation", "conv", "elementwise", "linear", "llm", "norm", "opaque", "pooling", "tensor")
 DTYPES = ("fp32", "fp16", "bf16")
 INT_DTYPES = {"int64": "int64", "int32": "int32", "int16": "int16", "int8": "int8", "uint8": "uint8",
               "bool": "bool"}
