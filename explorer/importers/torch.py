@@ -39,7 +39,12 @@ def load_factory(source: str, kwargs: str | None) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # an ImportError, or whatever the package raises while importing
-        raise ExplorerError(f"source '{source}': cannot import {module_name}: {_one_line(exc)}") from None
+        hint = ""
+        if "torchvision::" in str(exc):  # its compiled operators do not load against this torch
+            hint = ("; torchvision does not match the installed torch (e.g. a CUDA torchvision on a CPU "
+                    "torch): install the matching build, e.g. pip install torchvision --index-url "
+                    "https://download.pytorch.org/whl/cpu")
+        raise ExplorerError(f"source '{source}': cannot import {module_name}: {_one_line(exc)}{hint}") from None
     factory = getattr(module, attr, None)
     if factory is None:
         raise ExplorerError(f"source '{source}': {module_name} has no attribute '{attr}'")
