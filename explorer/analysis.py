@@ -22,6 +22,11 @@ from explorer.graph import Model
 from explorer.spec import Spec
 
 
+# the unit of every count in an analysis (bytes at the analysis's precision)
+UNITS = {"params": "1", "macs": "MAC", "flops": "FLOP", "bytes_read": "B", "bytes_written": "B",
+         "kv_cache_bytes": "B"}
+
+
 @dataclass
 class LayerRow:
     name: str
@@ -43,9 +48,13 @@ class Analysis:
     layers: list[LayerRow]
 
     def to_dict(self) -> dict[str, Any]:
+        p = self.costs.precision
         return {
             "spec": self.spec.name,
             "variables": self.values,
+            "precision": {"activations": p.activations, "weights": p.weights or p.activations,
+                          "kv_cache": p.kv or p.activations},
+            "units": dict(UNITS),
             "totals": self.totals,
             "layers": [{"name": r.name, "op": r.op, "category": r.category, "output_shape": r.output_shape,
                         "count": r.count, **r.metrics, **r.extra} for r in self.layers],

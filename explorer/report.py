@@ -43,6 +43,35 @@ class Column:
     align: str = ">"
 
 
+ADDITIVE = ("params", "macs", "flops", "bytes_read", "bytes_written", "kv_cache_bytes", "bytes", "time_s", "share",
+            "convention_count")
+
+
+def collapse(rows: Sequence[dict[str, Any]], depth: int) -> list[dict[str, Any]]:
+    """Per-layer rows summed by the first ``depth`` parts of their path (``layer1.0.conv1`` at depth 2
+    -> ``layer1.0``), as torchinfo's ``depth`` does. Counts, bytes and times add up; the shape shown is
+    the group's last output; a group of several layers shows ``N layers`` as its op and recomputes
+    its intensity; fields that do not add up (kernel class, bound) are left empty."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(".".join(str(r["name"]).split(".")[:depth]), []).append(r)
+    out = []
+    for name, members in groups.items():
+        if len(members) == 1:
+            out.append({**members[0], "name": name})
+            continue
+        row: dict[str, Any] = {"name": name, "op": f"{len(members)} layers", "output_shape": members[-1].get("output_shape"),
+                               "count": 1}
+        for key in ADDITIVE:
+            if any(key in m for m in members):
+                row[key] = sum(m.get(key) or 0 for m in members)
+        if "intensity" in members[0]:
+            moved = row.get("bytes", 0)
+            row["intensity"] = row.get("flops", 0) / moved if moved else 0.0
+        out.append(row)
+    return out
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], exact: bool = False) -> str:
     """A plain-text table with aligned columns."""
     cells = [[c.header for c in columns]]

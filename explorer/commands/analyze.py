@@ -24,6 +24,12 @@ def register(sub: Any) -> None:
     p.add_argument("spec", help="spec file, or the name of a bundled spec (see 'explorer specs')")
     add_set(p)
     p.add_argument("--per-layer", action="store_true", help="one row per layer")
+    p.add_argument("--depth", type=_depth, metavar="N",
+                   help="per-layer rows summed by the first N parts of their path (torchinfo's depth); implies "
+                        "--per-layer")
+    p.add_argument("--totals", action="store_true",
+                   help="with --format csv or json: only the totals (one CSV row; the JSON's totals, precision, "
+                        "hardware and units)")
     p.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
     p.add_argument("--exact", action="store_true", help="exact integers instead of K/M/G")
     p.add_argument("--convention", metavar="NAME", type=convention_name,
@@ -47,6 +53,16 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("specs", help="list the bundled specs")
     p.set_defaults(func=cmd_specs)
+
+
+def _depth(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
 
 
 def convention_name(text: str) -> str:
@@ -177,12 +193,24 @@ def torchsummary_text(s: Any, per_layer: bool = True) -> str:
 
 def emit(args: argparse.Namespace, data: dict[str, Any], columns: list[Column]) -> None:
     """Print an analysis in the requested format."""
+    depth = getattr(args, "depth", None)
+    if depth:
+        data = {**data, "layers": report.collapse(data["layers"], depth)}
     rows = data["layers"]
     keys = ["name", "op", "output_shape", "count", *[c.key for c in columns]]
+    totals_only = getattr(args, "totals", False)
+    if totals_only and args.format not in ("csv", "json"):
+        from explorer.errors import ExplorerError
+
+        raise ExplorerError("--totals needs --format csv or json (the table already ends with the totals)")
     if args.format == "json":
-        print(report.to_json(data))
+        print(report.to_json({k: v for k, v in data.items() if k not in ("layers", "kernels", "header")}
+                             if totals_only else {k: v for k, v in data.items() if k != "header"}))
         return
     if args.format == "csv":
+        if totals_only:
+            print(report.to_csv([data["totals"]], list(data["totals"])), end="")
+            return
         total = {"name": "TOTAL", **data["totals"]}
         print(report.to_csv([*rows, total], keys), end="")
         return
@@ -192,7 +220,7 @@ def emit(args: argparse.Namespace, data: dict[str, Any], columns: list[Column]) 
     if extra:
         print(extra)
     print()
-    if args.per_layer:
+    if args.per_layer or depth:
         print(render(rows, LAYER_COLUMNS + columns, args.exact))
         print()
     print(totals_table(data["totals"], args.exact, render))

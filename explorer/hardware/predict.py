@@ -102,6 +102,9 @@ class Prediction:
                             "flops": k.flops, "bytes": k.bytes, "compute_s": k.compute_s, "memory_s": k.memory_s,
                             "overhead_s": k.overhead_s, "time_s": k.time_s, "bound": k.bound}
                            for k in self.kernels]
+        data["units"].update({"latency_s": "s", "throughput_per_s": "1/s", "peak_memory_bytes": "B",
+                              "weight_bytes": "B", "utilization": "1", "arithmetic_intensity": "FLOP/B",
+                              "time_s": "s", "share": "1", "intensity": "FLOP/B"})
         data["hardware"] = {"device": self.device.id, "name": self.device.name, "dtype": self.dtype,
                             "weight_dtype": self.weight_dtype, "kv_dtype": self.kv_dtype,
                             "group_size": self.group_size, "execution": self.execution.mode,
