@@ -50,7 +50,7 @@ def test_single_objective_end_to_end(run, tmp_path) -> None:
     assert (tmp_path / "out" / "front.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = run("study", "pareto", path, "-o", tmp_path / "best.json", "--plot", tmp_path / "best.svg")
     assert code == 0, err
-    best = json.loads((tmp_path / "best.json").read_text())
+    best = json.loads((tmp_path / "best.json").read_text())["rows"]
     feasible = [r for r in best if r["feasible"]]
     assert len(best) >= 1 and len(feasible) == len(best)
     assert len({r["throughput"] for r in best}) == 1  # one objective: the front is the best value
