@@ -204,3 +204,20 @@ def test_in_place_program_equals_the_plain_one(name: str) -> None:
         for reg in range(program.size):
             want = np.broadcast_to(np.asarray(plain[reg], dtype=np.float64), (64,))
             assert np.array_equal(table[reg], want, equal_nan=True), (name, reg)
+
+
+def test_repeat_count_is_part_of_the_architecture() -> None:
+    """Two configurations that differ only in a repeat count (no tensor dim changes) are different
+    architectures: a study must not reuse one's metrics for the other (regression)."""
+    from explorer.hardware.predict import predict
+    from explorer.study.evaluate import Target
+
+    spec = load_spec("resnet50")
+    values = {k: v.default for k, v in spec.variables.items()}
+    ev = Evaluator(spec, Target(load_device("a100_80gb_sxm"), "fp16"), fixed={"batch": 1}, searched=["depth"])
+    a, b = dict(values, depth=3), dict(values, depth=5)
+    assert ev.key(a) != ev.key(b)
+    for v in (a, b):
+        got, _ = ev.scalar(v)
+        assert got is not None
+        assert got["params"] == predict(spec, v, hardware="a100_80gb_sxm", dtype="fp16").analysis.totals["params"]

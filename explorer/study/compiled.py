@@ -24,14 +24,19 @@ from typing import Any
 
 import numpy as np
 
+from explorer import expr as ex
 from explorer.cost import Costs, Precision, instance_metrics
 from explorer.graph import Model
 from explorer.hardware.execution import kernel_times, model_for
 from explorer.hardware.kernels import kernel_metrics, plan
 from explorer.hardware.memory import memory_profile
+from explorer.hardware.serving import allreduce_seconds, reduced
+from explorer.ops.base import numel
+from explorer.spec import DTYPE_BYTES
 from explorer.study.program import Program, Workspace
 
-FIELDS = ("count", "flops", "macs", "params", "bytes_read", "bytes_written", "kv_cache_bytes")
+FIELDS = ("count", "flops", "macs", "params", "bytes_read", "bytes_written", "kv_cache_bytes",
+          "allreduce_bytes", "allreduce_count")  # the last two: outputs tensor parallelism all-reduces
 TOTALS = FIELDS[1:]  # summed over layers, times each layer's count
 KERNEL_FIELDS = ("k_count", "k_flops", "k_bytes", "k_key")  # per kernel of the execution plan
 CHUNK = 1 << 21  # elements of one (layers, configurations) block
@@ -211,8 +216,11 @@ class CompiledModel:
     def _registers(self, model: Model, precision: Precision) -> _Regs:
         p = self.program
         layers: dict[str, list[int]] = {f: [] for f in (*FIELDS, *KERNEL_FIELDS)}
+        act_bytes = DTYPE_BYTES.get(precision.activations, 4)
         for layer in model.layers:
             row = {**instance_metrics(model, layer, precision), "count": layer.count}
+            row["allreduce_bytes"] = numel(layer.shape) * act_bytes if reduced(layer) else 0
+            row["allreduce_count"] = 1 if reduced(layer) else 0
             for f in FIELDS:
                 layers[f].append(p.add(row[f]))
         kernels = kernel_metrics(Costs(model, precision), plan(model, self.execution.mode))
@@ -296,6 +304,9 @@ class CompiledModel:
             count = st.take(self._count_rows)[1]  # degree 0 in batch
             valid &= _positive_integers((np.zeros_like(count), count + 1), inverse, batch)
         latency, live = self._per_config(st, inverse, batch)
+        if self.target.tp > 1:  # all-reduces between the devices
+            latency = latency + allreduce_seconds(res["allreduce_bytes"], res["allreduce_count"], self.target.tp,
+                                                  self.target.device)
         with np.errstate(divide="ignore", invalid="ignore"):
             res["bytes"] = res["bytes_read"] + res["bytes_written"]
             res["latency"] = latency
@@ -471,11 +482,16 @@ def unique_rows(flat: Any) -> tuple[Any, Any]:
 
 
 def _distinct_dims(model: Model) -> list[Any]:
-    """Every distinct non-constant tensor dim of the graph (and inner sizes an op checks)."""
+    """Every distinct non-constant tensor dim of the graph (and inner sizes an op checks), and every
+    non-constant layer multiplicity (a repeat count): together, the architecture's identity."""
     seen: dict[Any, None] = {}
     for layer in [*model.inputs.values(), *model.layers]:
         for shape in [*layer.out_shapes, layer.cost.checks]:
             for d in shape:
                 if not d.is_number:
                     seen.setdefault(d)
+    for layer in model.layers:
+        count = ex.as_expr(layer.count)
+        if not count.is_number:
+            seen.setdefault(count)
     return list(seen)
