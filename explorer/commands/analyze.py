@@ -85,6 +85,12 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     add_precision_args(p)
     p.add_argument("--memory-budget", metavar="SIZE", help="e.g. 4GB: report whether the model fits")
     p.add_argument("--sort", choices=("order", "time"), default="order", help="layer order in the table")
+    p.add_argument("--tp", type=int, default=1, metavar="N",
+                   help="tensor parallelism over N devices: heads, kv_heads, hidden and vocab split, all-reduce "
+                        "time from the profile's interconnect, figures per device")
+    p.add_argument("--prompt", type=int, metavar="P", help="with --generate: an LLM request of P prompt tokens")
+    p.add_argument("--generate", type=int, metavar="G",
+                   help="generated tokens: time to first token, time per output token, tokens/s")
     p.add_argument("--execution", choices=("eager", "fused"),
                    help="one kernel per layer, or conv/linear + norm + activation fused (default: the profile's)")
 
@@ -125,14 +131,26 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from explorer.errors import ExplorerError
 
         raise ExplorerError("--convention and --hardware cannot be combined")
+    if (args.prompt is None) != (args.generate is None):
+        from explorer.errors import ExplorerError
+
+        raise ExplorerError("--prompt and --generate go together (a request: prompt tokens in, tokens generated)")
+    if args.tp < 1:
+        from explorer.errors import ExplorerError
+
+        raise ExplorerError(f"--tp: expected a whole number >= 1, got {args.tp}")
+    if args.hardware and args.prompt is not None:
+        from explorer.commands.hardware import serve_on_hardware
+
+        return serve_on_hardware(args, spec, overrides)
     if args.hardware:
         from explorer.commands.hardware import analyze_on_hardware
 
         return analyze_on_hardware(args, spec, overrides)
-    if args.memory_budget or args.sort != "order" or args.execution:
+    if args.memory_budget or args.sort != "order" or args.execution or args.prompt is not None or args.tp > 1:
         from explorer.errors import ExplorerError
 
-        raise ExplorerError("--memory-budget, --execution and --sort time need --hardware")
+        raise ExplorerError("--memory-budget, --execution, --sort time, --tp and --prompt/--generate need --hardware")
     result = analyze(spec, overrides, precision_from_args(args, spec))
     if args.convention:
         return _emit_convention(args, result)

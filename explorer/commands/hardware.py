@@ -129,7 +129,38 @@ def predict(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> A
 
     budget = parse_quantity(args.memory_budget, "bytes") if getattr(args, "memory_budget", None) else None
     return run(spec, overrides, hardware=args.hardware, precision=precision_from_args(args, spec),
-               execution=getattr(args, "execution", None), memory_budget=budget)
+               execution=getattr(args, "execution", None), memory_budget=budget, tp=getattr(args, "tp", 1) or 1)
+
+
+def serve_on_hardware(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> int:
+    """``--prompt P --generate G``: a request's time to first token, time per output token and
+    tokens per second (explorer/hardware/serving.py)."""
+    from explorer.commands.analyze import precision_from_args
+    from explorer.hardware.serving import Scenario, serve
+
+    s = serve(spec, overrides, hardware=args.hardware, scenario=Scenario(args.prompt, args.generate),
+              precision=precision_from_args(args, spec), execution=getattr(args, "execution", None),
+              tp=args.tp or 1)
+    if args.format == "json":
+        print(report.to_json({"spec": spec.name, "hardware": args.hardware, "serving": s.__dict__,
+                              "units": {"time": "s", "tokens_per_s": "tokens/s", "memory": "B"}}))
+        return 0
+    tpot = "n/a (one token)" if s.time_per_output_token_s is None else report.seconds(s.time_per_output_token_s)
+    rows = [("prompt / generated tokens", f"{s.prompt} / {s.generate} per sequence, batch {s.batch}"),
+            ("tensor parallelism", f"{s.tp} device(s); figures per device" if s.tp > 1 else "1 device"),
+            ("time to first token", report.seconds(s.time_to_first_token_s)),
+            ("time per output token", tpot + ("" if s.decode_first_s is None else
+                                              f" (first {report.seconds(s.decode_first_s)}, last "
+                                              f"{report.seconds(s.decode_last_s or 0.0)})")),
+            ("request latency", report.seconds(s.latency_s)),
+            ("output tokens per second", f"{s.tokens_per_s:,.1f} tokens/s"),
+            ("weights", report.human(s.weight_bytes, "B")),
+            ("KV cache at the end", report.human(s.kv_cache_bytes, "B")),
+            ("peak memory", report.human(s.peak_memory_bytes, "B"))]
+    print(f"{spec.name} on {args.hardware}: a request of {s.prompt} prompt tokens, {s.generate} generated")
+    print(report.table([{"what": a, "value": b} for a, b in rows],
+                       [Column("what", "", align="<"), Column("value", "", align="<")]))
+    return 0
 
 
 def analyze_on_hardware(args: argparse.Namespace, spec: Any, overrides: dict[str, Any]) -> int:

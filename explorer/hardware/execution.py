@@ -117,13 +117,14 @@ def roofline_model(device: Any, dtype: str, mode: str = "eager") -> ExecutionMod
     """The datasheet roofline as an execution model: one law for every class."""
     peak = device.peak_for(dtype) * device.compute_efficiency
     bandwidth = device.bandwidth * device.bandwidth_efficiency
-    default = ClassTiming(device.launch_overhead, Curve.constant(1.0 / peak), Curve.constant(1.0 / bandwidth),
+    launch = device.launch_overhead_for(mode)
+    default = ClassTiming(launch, Curve.constant(1.0 / peak), Curve.constant(1.0 / bandwidth),
                           source="datasheet roofline")
     classes: dict[str, ClassTiming] = {}
     for klass, eff in device.class_efficiency.items():
         c = eff.get("compute", 1.0)
         b = eff.get("bandwidth", 1.0)
-        classes[klass] = ClassTiming(device.launch_overhead, Curve.constant(1.0 / (peak * c)),
+        classes[klass] = ClassTiming(launch, Curve.constant(1.0 / (peak * c)),
                                      Curve.constant(1.0 / (bandwidth * b)), source=eff.get("source", ""))
     # a view launches no kernel on the device: free (a measured eager profile says what its call costs)
     classes["view"] = ClassTiming(0.0, None, None, source="datasheet: views launch no kernel")

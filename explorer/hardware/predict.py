@@ -54,6 +54,8 @@ class Totals:
     peak_memory_bytes: int
     kv_cache_bytes: int
     fits: bool
+    tp: int = 1  # tensor-parallel degree: every figure above is per device
+    allreduce_s: float = 0.0  # part of latency_s: all-reduces between the tp devices
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -117,20 +119,31 @@ class Prediction:
 def predict(spec: Spec, values: Mapping[str, Any] | None = None, *, hardware: str | Device,
             dtype: str | None = None, weight_dtype: str | None = None, kv_dtype: str | None = None,
             precision: Precision | None = None, execution: str | None = None,
-            memory_budget: float | None = None) -> Prediction:
+            memory_budget: float | None = None, tp: int = 1) -> Prediction:
     """Exact costs at one configuration, timed kernel by kernel on a device. The precision is
-    ``precision``, or built from ``dtype`` (default: the spec's), ``weight_dtype`` and ``kv_dtype``."""
+    ``precision``, or built from ``dtype`` (default: the spec's), ``weight_dtype`` and ``kv_dtype``.
+    ``tp`` > 1: tensor parallelism (explorer/hardware/serving.py): figures per device, plus the
+    all-reduces' time."""
+    from explorer.hardware.serving import split_values
+
     device = hardware if isinstance(hardware, Device) else load_device(hardware)
     precision = precision or Precision(dtype or spec.dtype, weight_dtype, kv_dtype)
     dtype = precision.activations
     model = model_for(device, dtype, execution)  # a measured profile names the precision it was measured at
     device.peak_for(dtype)
+    if tp > 1:
+        values = split_values(spec, {**{k: v.default for k, v in spec.variables.items()}, **(values or {})}, tp)
     result = analyze(spec, values, precision)
-    return place(result, device, model, memory_budget)
+    return place(result, device, model, memory_budget, tp)
 
 
-def place(result: Analysis, device: Device, model: ExecutionModel, memory_budget: float | None = None) -> Prediction:
+def place(result: Analysis, device: Device, model: ExecutionModel, memory_budget: float | None = None,
+          tp: int = 1) -> Prediction:
     import numpy as np
+
+    from explorer.hardware.serving import allreduce_seconds, reduced
+    from explorer.ops.base import numel
+    from explorer.spec import DTYPE_BYTES
 
     subs = substitution(result.model, result.values)
     kernels: list[KernelTime] = []
@@ -148,6 +161,13 @@ def place(result: Analysis, device: Device, model: ExecutionModel, memory_budget
         for layer in k.layers:
             layer_kernel[layer.path] = k.name
     latency = float(np.sum([k.time_s for k in kernels]))
+    allreduce = 0.0
+    if tp > 1:  # each reduced layer's output, all-reduced across the devices, count times
+        act = DTYPE_BYTES.get(result.costs.precision.activations, 4)
+        points = [(int(exact(layer.count, subs)), int(exact(numel(layer.shape), subs)) * act)
+                  for layer in result.model.layers if reduced(layer)]
+        allreduce = float(allreduce_seconds(sum(c * b for c, b in points), sum(c for c, _ in points), tp, device))
+        latency += allreduce
     mem = memory_profile(result.model, result.costs.precision)
     weight_bytes = int(exact(mem.weight_bytes, subs))
     kv_bytes = int(exact(mem.kv_cache_bytes, subs))
@@ -159,7 +179,8 @@ def place(result: Analysis, device: Device, model: ExecutionModel, memory_budget
     totals = Totals(latency_s=latency, throughput_per_s=batch / latency if latency else None,
                     utilization=flops / latency / peak_rate if latency else 0.0,
                     arithmetic_intensity=flops / moved if moved else 0.0, weight_bytes=weight_bytes,
-                    peak_memory_bytes=peak, kv_cache_bytes=kv_bytes, fits=peak <= capacity)
+                    peak_memory_bytes=peak, kv_cache_bytes=kv_bytes, fits=peak <= capacity, tp=tp,
+                    allreduce_s=allreduce)
     precision = result.costs.precision
     return Prediction(result, device, precision.activations, precision.weight_dtype, model, kernels, totals,
                       capacity, mem, layer_kernel, kv_dtype=precision.kv_dtype, group_size=precision.group_size)

@@ -44,6 +44,21 @@ class Efficiency(_Strict):
     bandwidth: Quantity | None = None
 
 
+class InterconnectDef(_Strict):
+    """The link between devices for tensor parallelism: per-direction bandwidth and per-message latency."""
+
+    name: str = ""
+    bandwidth: Quantity
+    latency: Quantity
+
+
+@dataclass(frozen=True)
+class Interconnect:
+    name: str
+    bandwidth: float  # B/s, per direction
+    latency: float  # s per message
+
+
 class ClassEfficiency(_Strict):
     """A datasheet profile's per-class achievable fractions (of the profile-wide ones)."""
 
@@ -90,6 +105,8 @@ class ProfileFile(_Strict):
     memory: Memory
     efficiency: Efficiency = Efficiency()
     launch_overhead: Quantity | None = None
+    launch_overhead_fused: Quantity | None = None  # per kernel when launched as a graph / by a serving engine
+    interconnect: InterconnectDef | None = None
     execution: Execution = Execution()
     measured: Measured | None = None
 
@@ -124,6 +141,15 @@ class Device:
     execution_mode: str = "eager"
     class_efficiency: dict[str, dict[str, Any]] = field(default_factory=dict)
     measured: Any = None  # an ExecutionModel fitted by explorer calibrate, or None (datasheet)
+    launch_overhead_fused: float | None = None  # None: the eager launch overhead in every mode
+    interconnect: Interconnect | None = None
+
+    def launch_overhead_for(self, mode: str) -> float:
+        """Fixed cost per kernel in an execution mode: eager framework dispatch and launch, or the
+        fused mode's (kernels replayed as a CUDA graph or launched by a serving engine)."""
+        if mode == "fused" and self.launch_overhead_fused is not None:
+            return self.launch_overhead_fused
+        return self.launch_overhead
 
     def peak_for(self, dtype: str) -> float:
         """Peak compute for ``dtype``; fp8_e4m3 and fp8_e5m2 run at the profile's ``fp8`` peak."""
@@ -197,6 +223,12 @@ def _to_device(f: ProfileFile, doc: yamlfile.YamlDoc, path: Path) -> Device:
         launch_overhead=number(f.launch_overhead, "time", ("launch_overhead",), 0.0, zero_ok=True),
         sources=sources, path=doc.path, execution_mode=f.execution.mode, class_efficiency=classes,
         measured=_measured(f.measured, doc) if f.measured is not None else None,
+        launch_overhead_fused=None if f.launch_overhead_fused is None else
+        number(f.launch_overhead_fused, "time", ("launch_overhead_fused",), 0.0, zero_ok=True),
+        interconnect=None if f.interconnect is None else Interconnect(
+            f.interconnect.name,
+            number(f.interconnect.bandwidth, "bandwidth", ("interconnect", "bandwidth"), 0.0),
+            number(f.interconnect.latency, "time", ("interconnect", "latency"), 0.0, zero_ok=True)),
     )
 
 

@@ -16,7 +16,8 @@ from explorer import yamlfile
 from explorer.errors import ExplorerError, StudyError, did_you_mean
 from explorer.hardware import load_device
 from explorer.spec import DTYPE_BITS, DTYPE_BYTES, Spec, load_spec
-from explorer.study.evaluate import METRICS, Target
+from explorer.hardware.serving import Scenario
+from explorer.study.evaluate import METRICS, SCENARIO_METRICS, Target
 from explorer.units import parse_quantity
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "exhaustive")
@@ -78,6 +79,13 @@ class Objective(_Strict):
     direction: Literal["maximize", "minimize"]
 
 
+class ScenarioDef(_Strict):
+    """A request for LLM serving metrics: prompt tokens in, generated tokens out (per sequence)."""
+
+    prompt: int = Field(ge=1, le=1_000_000)
+    generate: int = Field(ge=1, le=65_536)
+
+
 class StudyFile(_Strict):
     name: str
     description: str = ""
@@ -87,6 +95,8 @@ class StudyFile(_Strict):
     weight_dtype: str | None = None
     kv_dtype: str | None = None
     execution: Literal["eager", "fused"] | None = None
+    tp: Union[int, list[int]] = 1
+    scenario: ScenarioDef | None = None
     search: dict[str, Union[SearchDim, Literal["spec"]]]
     fixed: dict[str, Number] = Field(default_factory=dict)
     objectives: list[Objective] = Field(min_length=1, max_length=4)
@@ -226,8 +236,15 @@ def _resolve(f: StudyFile, doc: yamlfile.YamlDoc, storage: str | None) -> Study:
             raise fail(f"unknown dtype '{dt}'{did_you_mean(dt, DTYPE_BYTES)}", "dtype")
     if f.kv_dtype is not None and f.kv_dtype not in DTYPE_BITS:
         raise fail(f"unknown KV-cache dtype '{f.kv_dtype}'{did_you_mean(f.kv_dtype, DTYPE_BITS)}", "kv_dtype")
-    targets = [Target(d, dt, f.weight_dtype, f.execution, f.kv_dtype) for d in devices for dt in dtypes
-               if dt in d.peak]
+    tps = [f.tp] if isinstance(f.tp, int) else list(f.tp)
+    if not tps or any(t < 1 or t > 1024 for t in tps) or len(set(tps)) != len(tps):
+        raise fail(f"tp: tensor-parallel degrees are distinct whole numbers in 1..1024, got {f.tp}", "tp")
+    scenario = None if f.scenario is None else Scenario(f.scenario.prompt, f.scenario.generate)
+    targets = [Target(d, dt, f.weight_dtype, f.execution, f.kv_dtype, tp, scenario)
+               for d in devices for dt in dtypes for tp in tps if dt in d.peak]
+    for t in targets:
+        if t.tp > 1 and t.device.interconnect is None:
+            raise fail(f"tp: tensor parallelism needs the interconnect of '{t.device.id}'; its profile has none", "tp")
     missing = [(d.id, dt) for d in devices for dt in dtypes if dt not in d.peak]
     if missing and not targets or (missing and len(devices) == 1):
         d, dt = missing[0]
@@ -245,7 +262,14 @@ def _resolve(f: StudyFile, doc: yamlfile.YamlDoc, storage: str | None) -> Study:
         if obj.metric not in METRICS:
             raise fail(f"unknown metric '{obj.metric}'{did_you_mean(obj.metric, METRICS)}; "
                        f"metrics: {', '.join(METRICS)}", "objectives", i, "metric")
+        if obj.metric in SCENARIO_METRICS and f.scenario is None:
+            raise fail(f"metric '{obj.metric}' is about a request: add 'scenario: {{prompt: P, generate: G}}'",
+                       "objectives", i, "metric")
     constraints = [_constraint(text, fail, ("constraints", i)) for i, text in enumerate(f.constraints)]
+    for i, c in enumerate(constraints):
+        if c.metric in SCENARIO_METRICS and f.scenario is None:
+            raise fail(f"constraint {c.text!r} is about a request: add 'scenario: {{prompt: P, generate: G}}'",
+                       "constraints", i)
     output = Path(f.output) if f.output else Path("explorer-out") / f.name
     if output.exists() and not output.is_dir():
         raise fail(f"output: '{output}' is a file, not a folder", "output" if f.output else "name")

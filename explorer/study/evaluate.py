@@ -24,6 +24,7 @@ import numpy as np
 from explorer.errors import ExplorerError, SpecError
 from explorer.graph import Model, build
 from explorer.hardware import Device
+from explorer.hardware.serving import SPLIT, Scenario, check_scenario_spec, split_values
 from explorer.spec import Spec
 from explorer.study.allocator import retain_freed_memory
 from explorer.study.compiled import CompiledModel, unique_rows
@@ -45,7 +46,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "kv_cache_bytes": ("kv_cache_bytes", "bytes"),
     "utilization": ("utilization", "fraction"),
     "intensity": ("arithmetic_intensity", "intensity"),
+    # a request (the study's scenario: a prompt plus generated tokens; explorer/hardware/serving.py)
+    "time_to_first_token": ("time_to_first_token_s", "time"),
+    "time_per_output_token": ("time_per_output_token_s", "time"),
+    "tokens_per_s": ("tokens_per_s", "rate"),
 }
+SCENARIO_METRICS = ("time_to_first_token", "time_per_output_token", "tokens_per_s")
 @dataclass
 class Target:
     """A device at a precision."""
@@ -55,11 +61,13 @@ class Target:
     weight_dtype: str | None = None
     execution: str | None = None  # eager / fused; None: the profile's mode
     kv_dtype: str | None = None
+    tp: int = 1  # tensor-parallel degree: metrics are per device, plus all-reduce time
+    scenario: Scenario | None = None  # a request: metrics of the prefill and every decode step
 
     @property
     def label(self) -> str:
         w = f"/{self.weight_dtype}" if self.weight_dtype and self.weight_dtype != self.dtype else ""
-        return f"{self.device.id}:{self.dtype}{w}"
+        return f"{self.device.id}:{self.dtype}{w}" + (f":tp{self.tp}" if self.tp > 1 else "")
 
 
 class Evaluator:
@@ -79,6 +87,12 @@ class Evaluator:
         self.searched = names if searched is None else [n for n in names if n in searched]
         self.bound = {n: fixed.get(n, spec.variables[n].default) for n in names
                       if n not in self.searched or n in fixed}
+        if target.scenario is not None:  # each step sets seq and context: they vary
+            check_scenario_spec(spec)
+            self.bound = {n: v for n, v in self.bound.items() if n not in ("seq", "context")}
+            self.searched = [n for n in names if n not in self.bound]
+        split = [n for n in SPLIT if n in self.bound]
+        self.bound.update({n: v for n, v in split_values(spec, self.bound, target.tp).items() if n in split})
         self.searched = [n for n in self.searched if n not in self.bound]
         self._models: dict[tuple[float, ...], CompiledModel | ExplorerError] = {}
         self.structural: list[str] = []
@@ -147,6 +161,62 @@ class Evaluator:
     def evaluate(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any]:
         """Like :meth:`vector`, plus an architecture id per configuration (equal ids: equal tensor
         dims and structure, i.e. one architecture at one batch)."""
+        if self.target.scenario is None:
+            metrics, valid, arch = self._evaluate(self._per_device(values))
+            return metrics, valid, arch
+        metrics, valid, steps = self.evaluate_steps(values)
+        return metrics, valid, steps["arch"]
+
+    def _per_device(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Searched split variables divided by the tensor-parallel degree (NaN where it does not
+        divide: such a configuration is invalid)."""
+        tp = self.target.tp
+        out = dict(values)
+        if tp > 1:
+            for n in SPLIT:
+                if n in out and n in self.searched:
+                    v = np.asarray(out[n], dtype=np.float64)
+                    out[n] = np.where(np.mod(v, tp) == 0, v / tp, np.nan)
+        return out
+
+    def evaluate_steps(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+        """A request per configuration (the target's scenario): every step evaluated, then combined
+        (explorer/hardware/serving.py): (metrics, valid, per-step arrays of shape (n, steps))."""
+        scenario = self.target.scenario
+        assert scenario is not None
+        steps = scenario.steps()
+        k = len(steps)
+        given = {n: np.asarray(v, dtype=np.float64) for n, v in values.items() if n not in ("seq", "context")}
+        shape = np.broadcast_shapes(*(a.shape for a in given.values())) if given else ()
+        n = int(np.prod(shape)) if shape else 1
+        flat = {name: np.repeat(np.broadcast_to(a, shape).ravel(), k) for name, a in given.items()}
+        flat["seq"] = np.tile(np.array([s for s, _ in steps], dtype=np.float64), n)
+        flat["context"] = np.tile(np.array([c for _, c in steps], dtype=np.float64), n)
+        per, ok, arch = self._evaluate(self._per_device(flat))
+        per = {m: v.reshape(n, k) for m, v in per.items()}
+        valid = ok.reshape(n, k).all(axis=1)
+        lat = per["latency"]
+        out = {m: per[m][:, 0].copy() for m in METRICS}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for m in ("macs", "flops", "bytes", "bytes_read", "bytes_written"):
+                out[m] = per[m].sum(axis=1)
+            for m in ("peak_memory", "kv_cache_bytes"):
+                out[m] = per[m].max(axis=1)
+            total = lat.sum(axis=1)
+            samples = per["throughput"][:, 0] * lat[:, 0]  # the batch
+            out["latency"] = total
+            out["time_to_first_token"] = lat[:, 0]
+            out["time_per_output_token"] = lat[:, 1:].mean(axis=1) if k > 1 else np.full(n, np.nan)
+            out["tokens_per_s"] = samples * scenario.generate / total
+            out["throughput"] = samples / total
+            out["utilization"] = (per["utilization"] * lat).sum(axis=1) / total
+            out["intensity"] = out["flops"] / out["bytes"]
+            out["macs_per_sample"] = out["macs"] / samples
+            out["flops_per_sample"] = out["flops"] / samples
+        shaped = {m: v.reshape(shape) for m, v in out.items()}
+        return shaped, valid.reshape(shape), {"latency": lat, "arch": arch.reshape(n, k)[:, 0].reshape(shape)}
+
+    def _evaluate(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any]:
         arrays = {k: np.asarray(values[k], dtype=np.float64) for k in self.spec.variables if k in values}
         missing = [k for k in self.searched if k not in arrays]
         if missing:
@@ -171,7 +241,8 @@ class Evaluator:
             size = n if len(uniq) == 1 else len(idx)  # type: ignore[arg-type]
             res, ok, ids = model.evaluate(part, size)
             for m in METRICS:
-                metrics[m][idx] = res[m]
+                if m in res:  # the scenario metrics are made from several steps (evaluate_steps)
+                    metrics[m][idx] = res[m]
             valid[idx] = ok
             arch[idx] = ids + offset
             offset += int(ids.max()) + 1 if len(ids) else 0
