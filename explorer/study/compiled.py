@@ -52,6 +52,7 @@ class _Regs:
     dims: list[int]
     weight_bytes: int
     samples: int
+    counts: list[int]  # repeat counts that vary (identity only: a count may be 0)
 
 
 class _Stage:
@@ -102,7 +103,7 @@ class CompiledModel:
         self.program = Program([symbols[n] for n in self.names], self.batch)
         self.dims_program = Program([symbols[n] for n in self.names], self.batch)
         self.regs = self._registers(model, precision)
-        self.dim_regs = [self.dims_program.add(d) for d in _distinct_dims(model)]
+        self.dim_regs = [self.dims_program.add(d) for d in [*_distinct_dims(model), *_varying_counts(model)]]
         self.buffer_first = np.array([b.first for b in self._memory.buffers], dtype=np.intp)
         self.buffer_last = np.array([b.last for b in self._memory.buffers], dtype=np.intp)
         used = [r for regs in self.regs.layers.values() for r in regs] + self.regs.sizes + self.regs.gates + \
@@ -134,7 +135,7 @@ class CompiledModel:
     def _layout(self) -> None:
         """Where each kind of register sits in the table the architecture stage fills."""
         r = self.regs
-        kinds = {**r.layers, "sizes": r.sizes, "gates": r.gates, "dims": r.dims,
+        kinds = {**r.layers, "sizes": r.sizes, "gates": r.gates, "dims": r.dims, "counts": r.counts,
                  "weight_bytes": [r.weight_bytes], "samples": [r.samples]}
         order: list[int] = []
         self._slices: dict[str, tuple[int, int]] = {}
@@ -233,11 +234,12 @@ class CompiledModel:
         samples = model.bound.get("batch", model.symbols["batch"]) if "batch" in model.symbols else lead
         return _Regs(layers, [p.add(b.size) for b in self._memory.buffers],
                      [p.add(g) for g in self._memory.gates], [p.add(d) for d in _distinct_dims(model)],
-                     p.add(self._memory.weight_bytes), p.add(samples))
+                     p.add(self._memory.weight_bytes), p.add(samples), [p.add(c) for c in _varying_counts(model)])
 
     # -- keys -------------------------------------------------------------------------------------
     def dims(self, values: Mapping[str, Any]) -> tuple[float, ...]:
-        """Every distinct tensor dim at one configuration (the architecture's identity)."""
+        """Every distinct tensor dim and varying repeat count at one configuration (the architecture's
+        identity)."""
         regs = self.dims_program.run([float(values[n]) for n in self.names])
         return tuple(float(regs[r]) for r in self.dim_regs)
 
@@ -260,7 +262,8 @@ class CompiledModel:
         metrics, valid = self._config_stage(stage, inverse, batch)
         if fixed_batch is not None:
             batch = np.full(n, fixed_batch)
-        return metrics, valid, self._architectures(stage["dims"], inverse, batch)
+        identity = tuple(None if d is None else np.concatenate([d, c]) for d, c in zip(stage["dims"], stage["counts"]))
+        return metrics, valid, self._architectures(identity, inverse, batch)
 
     def _architectures(self, dims: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
         """An id per configuration, equal exactly when every tensor dim is (the architecture)."""
@@ -482,14 +485,20 @@ def unique_rows(flat: Any) -> tuple[Any, Any]:
 
 
 def _distinct_dims(model: Model) -> list[Any]:
-    """Every distinct non-constant tensor dim of the graph (and inner sizes an op checks), and every
-    non-constant layer multiplicity (a repeat count): together, the architecture's identity."""
+    """Every distinct non-constant tensor dim of the graph (and inner sizes an op checks)."""
     seen: dict[Any, None] = {}
     for layer in [*model.inputs.values(), *model.layers]:
         for shape in [*layer.out_shapes, layer.cost.checks]:
             for d in shape:
                 if not d.is_number:
                     seen.setdefault(d)
+    return list(seen)
+
+
+def _varying_counts(model: Model) -> list[Any]:
+    """Every distinct non-constant layer multiplicity (a repeat count): with the dims, the
+    architecture's identity (a searched depth changes no tensor dim)."""
+    seen: dict[Any, None] = {}
     for layer in model.layers:
         count = ex.as_expr(layer.count)
         if not count.is_number:
