@@ -15,7 +15,7 @@ to a number, the graph is fully unrolled instead (see :func:`build`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -476,6 +476,9 @@ class _Builder:
             raise SpecError(f"{opdef.name}: cannot apply to input shapes "
                             f"{', '.join(fmt_shape(s) for s in shapes)}: {exc}") from None
         _check_dims([*result.outputs, result.cost.checks])
+        domain = _symbolic_domains(opdef, attrs)
+        if domain:  # e.g. an attention's cached length must stay >= 0 wherever the variables go
+            result = replace(result, cost=replace(result.cost, checks=(*result.cost.checks, *domain)))
         out_dtype = self.spec.dtype
         if not result.cost.moves_data and dtypes and opdef.category == "shape":
             out_dtype = dtypes[0]
@@ -614,3 +617,17 @@ def _as_condition(value: Any) -> Any:
 
 def is_integer_dtype(dtype: str) -> bool:
     return dtype in INTEGER_DTYPES
+
+
+def _symbolic_domains(opdef: Any, attrs: dict[str, Any]) -> tuple[Any, ...]:
+    """Attribute values that depend on variables, as sizes that must be positive integers (what
+    the compiled study evaluator checks): a positive integer as it is, a non-negative one plus 1."""
+    out = []
+    for k, a in opdef.attrs.items():
+        if a.check not in ("pos_int", "nonneg_int"):
+            continue
+        value = attrs.get(k)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, sympy.Basic) and not v.is_number and not ex.is_condition(v):
+                out.append(v if a.check == "pos_int" else v + 1)
+    return tuple(out)

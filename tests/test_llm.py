@@ -263,3 +263,148 @@ def test_study_evaluator_counts_the_kv_cache() -> None:
     assert metrics["kv_cache_bytes"] == 2 * 32 * 8 * 128 * 4096 * 4 * 2
     assert metrics["peak_memory"] == pytest.approx(float(roof.totals["peak_memory_bytes"]), rel=1e-12)
     assert metrics["latency"] == pytest.approx(float(roof.totals["latency_s"]), rel=1e-12)
+
+
+# --- serving: a request (prompt + generated tokens), tensor parallelism, per-mode launch overhead ---
+
+def test_llama2_decode_time_per_token_is_the_documented_formula() -> None:
+    """Llama-2-7B, one decode step at batch 1, A100 80GB, fp16 (docs/hardware.md): every kernel is
+    memory-bound, so time = bytes moved / (bandwidth x efficiency) + launches x launch overhead; the
+    simple bound weights / bandwidth is below it."""
+    from explorer.hardware.predict import predict
+
+    device = load_device("a100_80gb_sxm")
+    p = predict(load_spec("llama2_7b"), {"batch": 1, "seq": 1, "context": 1024}, hardware=device, dtype="fp16")
+    assert p.totals.weight_bytes == 13_476_831_232
+    assert {k.bound for k in p.kernels if k.time_s > 0} == {"memory"}
+    moved = p.analysis.totals["bytes_read"] + p.analysis.totals["bytes_written"]
+    launches = sum(k.count for k in p.kernels if k.time_s > 0)
+    formula = moved / (device.bandwidth * device.bandwidth_efficiency) + launches * device.launch_overhead
+    assert p.totals.latency_s == pytest.approx(formula, rel=1e-12)
+    assert p.totals.latency_s > p.totals.weight_bytes / device.bandwidth
+    fused = predict(load_spec("llama2_7b"), {"batch": 1, "seq": 1, "context": 1024}, hardware=device,
+                    dtype="fp16", execution="fused")
+    assert device.launch_overhead_for("fused") < device.launch_overhead  # graph / engine launches
+    assert fused.totals.latency_s < p.totals.latency_s
+
+
+def test_request_metrics_are_the_steps_predictions() -> None:
+    from explorer.hardware.predict import predict
+    from explorer.hardware.serving import Scenario, serve
+
+    spec = load_spec("llama3_8b")
+    values = {"batch": 4, "depth": 2}
+    s = serve(spec, values, hardware="h100_sxm", dtype="bf16", scenario=Scenario(prompt=100, generate=5))
+
+    def step(seq: int, context: int) -> float:
+        return predict(spec, {**values, "seq": seq, "context": context}, hardware="h100_sxm", dtype="bf16").totals.latency_s
+
+    assert s.time_to_first_token_s == pytest.approx(step(100, 100), rel=1e-9)
+    decode = [step(1, 100 + j) for j in range(1, 5)]
+    assert s.time_per_output_token_s == pytest.approx(sum(decode) / 4, rel=1e-9)
+    assert s.latency_s == pytest.approx(step(100, 100) + sum(decode), rel=1e-9)
+    assert s.tokens_per_s == pytest.approx(4 * 5 / s.latency_s, rel=1e-12)
+    L, kvh, hd = 2, LLAMA3["kvh"], LLAMA3["hd"]
+    assert s.kv_cache_bytes == 2 * L * kvh * hd * (100 + 4) * 4 * 2  # the cache after the last step
+    one = serve(spec, values, hardware="h100_sxm", dtype="bf16", scenario=Scenario(prompt=100, generate=1))
+    assert one.time_per_output_token_s is None and one.latency_s == pytest.approx(step(100, 100), rel=1e-9)
+
+
+def test_tensor_parallelism_splits_and_all_reduces() -> None:
+    from explorer.hardware.predict import predict
+
+    spec = load_spec("llama3_8b")
+    values = {"batch": 2, "seq": 1, "context": 512, "depth": 4}
+    device = load_device("h100_sxm")
+    p2 = predict(spec, values, hardware=device, dtype="bf16", tp=2)
+    split = predict(spec, {**values, "heads": 16, "kv_heads": 4, "hidden": 7168, "vocab": 64128},
+                    hardware=device, dtype="bf16")
+    points = 2 * 4 + 1  # attention and MLP of each layer, and the embedding
+    nbytes = points * 2 * 1 * 4096 * 2  # batch x seq x dim, bf16
+    link = device.interconnect
+    assert link is not None
+    allreduce = 2 * (2 - 1) / 2 * nbytes / link.bandwidth + 2 * (2 - 1) * link.latency * points
+    assert p2.totals.allreduce_s == pytest.approx(allreduce, rel=1e-12)
+    assert p2.totals.latency_s == pytest.approx(split.totals.latency_s + allreduce, rel=1e-12)
+    assert p2.totals.weight_bytes == split.totals.weight_bytes  # per device
+    assert p2.totals.kv_cache_bytes == split.totals.kv_cache_bytes
+    with pytest.raises(ExplorerError, match="3 does not divide heads = 32"):
+        predict(spec, values, hardware=device, dtype="bf16", tp=3)
+    with pytest.raises(ExplorerError, match="interconnect"):
+        predict(spec, values, hardware="epyc_9654", dtype="fp32", tp=2)
+
+
+def test_study_with_a_scenario_and_tp(tmp_path, run) -> None:
+    from explorer.hardware.serving import Scenario, serve
+    from explorer.study.config import load_study
+    from explorer.study.evaluate import Evaluator
+
+    text = """name: serve
+spec: llama3_8b
+hardware: h100_sxm
+dtype: bf16
+tp: [1, 2]
+scenario: {prompt: 64, generate: 3}
+search:
+  batch: {type: categorical, choices: [1, 4]}
+fixed: {depth: 2}
+objectives:
+  - {metric: tokens_per_s, direction: maximize}
+  - {metric: time_per_output_token, direction: minimize}
+constraints:
+  - time_to_first_token <= 1 s
+sampler: exhaustive
+output: OUT
+""".replace("OUT", str(tmp_path / "out"))
+    path = tmp_path / "serve.yaml"
+    path.write_text(text)
+    study = load_study(path)
+    assert [t.tp for t in study.targets] == [1, 2]
+    for target in study.targets:
+        ev = Evaluator(study.spec, target, fixed=study.fixed, searched=list(study.search))
+        got, valid = ev.vector({"batch": [1.0, 4.0]})
+        assert valid.all()
+        want = serve(study.spec, {"batch": 4, "depth": 2}, hardware="h100_sxm", dtype="bf16", tp=target.tp,
+                     scenario=Scenario(64, 3))
+        assert got["tokens_per_s"][1] == pytest.approx(want.tokens_per_s, rel=1e-9)
+        assert got["time_to_first_token"][1] == pytest.approx(want.time_to_first_token_s, rel=1e-9)
+        assert got["time_per_output_token"][1] == pytest.approx(want.time_per_output_token_s, rel=1e-9)
+    assert run("sweep", path, "-o", tmp_path / "f.csv")[0] == 0
+    assert run("study", "run", path, "--quiet")[0] == 0
+    path.write_text(text.replace("scenario: {prompt: 64, generate: 3}\n", ""))
+    code, _, err = run("study", "run", path)
+    assert code == 2 and "scenario" in err and "serve.yaml:" in err
+
+
+def test_cli_request(run) -> None:
+    code, out, _ = run("analyze", "llama3_8b", "--hardware", "h100_sxm", "--prompt", "128", "--generate", "4",
+                       "--set", "depth=2", "--format", "json")
+    assert code == 0
+    s = json.loads(out)["serving"]
+    assert s["prompt"] == 128 and s["generate"] == 4 and s["tokens_per_s"] > 0
+    code, _, err = run("analyze", "llama3_8b", "--hardware", "h100_sxm", "--prompt", "128")
+    assert code == 2 and "--generate" in err
+    code, _, err = run("analyze", "resnet50", "--hardware", "h100_sxm", "--prompt", "5", "--generate", "2")
+    assert code == 2 and "seq and context" in err
+
+
+def test_bundled_decode_study(tmp_path, run) -> None:
+    """studies/llama_decode_h100.yaml: the exact sweep of a Llama-style family's decode step on an
+    H100; tokens/s is batch / latency at seq = 1; the front is feasible within 80 GB."""
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "studies" / "llama_decode_h100.yaml"
+    out = tmp_path / "front.csv"
+    code, _, err = run("sweep", path, "-o", out, "--plot", tmp_path / "front.png")
+    assert code == 0, err
+    assert "768 valid (768 distinct architectures)" in err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) >= 5
+    for r in rows:
+        assert float(r["peak_memory"]) <= 80e9
+        assert float(r["tokens_per_s"]) == pytest.approx(float(r["batch"]) / float(r["latency"]), rel=1e-12)
+    params = [int(r["params"]) for r in rows]
+    speed = [float(r["tokens_per_s"]) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: params[i])
+    assert all(speed[a] >= speed[b] for a, b in zip(order, order[1:]))  # a front: bigger models, fewer tokens/s

@@ -56,6 +56,7 @@ class Totals:
     fits: bool
     tp: int = 1  # tensor-parallel degree: every figure above is per device
     allreduce_s: float = 0.0  # part of latency_s: all-reduces between the tp devices
+    tokens_per_s: float | None = None  # batch x seq / latency, for a spec with a seq variable
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -180,7 +181,9 @@ def place(result: Analysis, device: Device, model: ExecutionModel, memory_budget
                     utilization=flops / latency / peak_rate if latency else 0.0,
                     arithmetic_intensity=flops / moved if moved else 0.0, weight_bytes=weight_bytes,
                     peak_memory_bytes=peak, kv_cache_bytes=kv_bytes, fits=peak <= capacity, tp=tp,
-                    allreduce_s=allreduce)
+                    allreduce_s=allreduce,
+                    tokens_per_s=batch * float(result.values["seq"]) / latency
+                    if "seq" in result.values and latency else None)
     precision = result.costs.precision
     return Prediction(result, device, precision.activations, precision.weight_dtype, model, kernels, totals,
                       capacity, mem, layer_kernel, kv_dtype=precision.kv_dtype, group_size=precision.group_size)

@@ -68,9 +68,10 @@ def split_values(spec: Any, values: Mapping[str, Any], tp: int) -> dict[str, Any
     if tp == 1:
         return dict(values)
     present = [v for v in SPLIT if v in spec.variables]
-    if not present:
-        raise SpecError(f"tensor parallelism splits the variables {', '.join(SPLIT)}; {spec.name} has none of them",
-                        path=spec.path)
+    missing = [v for v in ("heads", "hidden") if v not in spec.variables]
+    if missing:  # splitting only some of the tensors would give per-device figures of no real layout
+        raise SpecError(f"tensor parallelism splits the spec variables {', '.join(SPLIT)} (those present); "
+                        f"{spec.name} has no {' or '.join(missing)} variable to split", path=spec.path)
     out = dict(values)
     for name in present:
         value = out.get(name, spec.variables[name].default)

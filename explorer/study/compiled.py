@@ -101,13 +101,15 @@ class CompiledModel:
         self.batch = symbols.get("batch") if "batch" not in model.bound else None
         self.names = list(symbols)
         self.program = Program([symbols[n] for n in self.names], self.batch)
-        self.dims_program = Program([symbols[n] for n in self.names], self.batch)
         self.regs = self._registers(model, precision)
-        self.dim_regs = [self.dims_program.add(d) for d in [*_distinct_dims(model), *_varying_counts(model)]]
         self.buffer_first = np.array([b.first for b in self._memory.buffers], dtype=np.intp)
         self.buffer_last = np.array([b.last for b in self._memory.buffers], dtype=np.intp)
         used = [r for regs in self.regs.layers.values() for r in regs] + self.regs.sizes + self.regs.gates + \
             self.regs.dims + [self.regs.weight_bytes, self.regs.samples]
+        # the architecture: every tensor dim, varying repeat count and per-layer quantity (what every
+        # metric is computed from; a repeat count or an attention's cached length changes no dim)
+        self._identity = np.array(sorted({*used, *self.regs.counts} - set(self.program.consts)), dtype=np.intp)
+        self._projection = np.random.default_rng(0).standard_normal((2, len(self._identity)))
         deg = self.program.degree
         self.split = self.batch is not None and all(deg[r] in (0, 1) for r in used) and \
             all(deg[r] == 0 for r in self.regs.layers["count"] + self.regs.layers["k_count"] + self.regs.gates)
@@ -238,10 +240,10 @@ class CompiledModel:
 
     # -- keys -------------------------------------------------------------------------------------
     def dims(self, values: Mapping[str, Any]) -> tuple[float, ...]:
-        """Every distinct tensor dim and varying repeat count at one configuration (the architecture's
-        identity)."""
-        regs = self.dims_program.run([float(values[n]) for n in self.names])
-        return tuple(float(regs[r]) for r in self.dim_regs)
+        """The architecture at one configuration, exactly: every tensor dim, varying repeat count and
+        per-layer quantity the metrics are computed from."""
+        regs = self.program.run([float(values[n]) for n in self.names])
+        return tuple(float(regs[r]) for r in self._identity)
 
     # -- evaluation ---------------------------------------------------------------------------------
     def evaluate(self, values: Mapping[str, Any], n: int) -> tuple[dict[str, Any], Any, Any]:
@@ -262,12 +264,16 @@ class CompiledModel:
         metrics, valid = self._config_stage(stage, inverse, batch)
         if fixed_batch is not None:
             batch = np.full(n, fixed_batch)
-        identity = tuple(None if d is None else np.concatenate([d, c]) for d, c in zip(stage["dims"], stage["counts"]))
-        return metrics, valid, self._architectures(identity, inverse, batch)
+        return metrics, valid, self._architectures(stage, inverse, batch)
 
-    def _architectures(self, dims: tuple[Any, Any], inverse: Any, batch: Any) -> Any:
-        """An id per configuration, equal exactly when every tensor dim is (the architecture)."""
-        table = np.concatenate([d for d in dims if d is not None] + [np.zeros((1, dims[1].shape[1]))], axis=0)
+    def _architectures(self, stage: _Stage, inverse: Any, batch: Any) -> Any:
+        """An id per configuration: equal when the tensor dims and varying repeat counts are equal
+        (exactly) and two random projections of every per-layer quantity are (equal quantities
+        project equally; different ones collide with probability zero)."""
+        parts = [x for pair in (stage["dims"], stage["counts"]) for x in pair if x is not None]
+        with np.errstate(invalid="ignore", over="ignore"):
+            parts += [np.einsum("kr,ru->ku", self._projection, x) for x in stage.take(self._identity) if x is not None]
+        table = np.concatenate(parts + [np.zeros((1, stage.u))], axis=0)
         _, cls = np.unique(_row_bytes(np.ascontiguousarray(table.T)), return_inverse=True)
         code = _take(cls.ravel(), inverse).astype(np.int64)
         if not self.split:

@@ -46,12 +46,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "kv_cache_bytes": ("kv_cache_bytes", "bytes"),
     "utilization": ("utilization", "fraction"),
     "intensity": ("arithmetic_intensity", "intensity"),
-    # a request (the study's scenario: a prompt plus generated tokens; explorer/hardware/serving.py)
+    # tokens per second: batch x seq / latency for one step (a spec with a seq variable), or, with a
+    # scenario, output tokens per second of the request; time to first token and per output token
+    # need the study's scenario (a prompt plus generated tokens; explorer/hardware/serving.py)
+    "tokens_per_s": ("tokens_per_s", "rate"),
     "time_to_first_token": ("time_to_first_token_s", "time"),
     "time_per_output_token": ("time_per_output_token_s", "time"),
-    "tokens_per_s": ("tokens_per_s", "rate"),
 }
-SCENARIO_METRICS = ("time_to_first_token", "time_per_output_token", "tokens_per_s")
+SCENARIO_METRICS = ("time_to_first_token", "time_per_output_token")  # need a study scenario
 @dataclass
 class Target:
     """A device at a precision."""
@@ -246,6 +248,8 @@ class Evaluator:
             valid[idx] = ok
             arch[idx] = ids + offset
             offset += int(ids.max()) + 1 if len(ids) else 0
+        if "seq" in flat:  # tokens through the step per second
+            metrics["tokens_per_s"] = metrics["throughput"] * flat["seq"]
         return {m: v.reshape(shape) for m, v in metrics.items()}, valid.reshape(shape), arch.reshape(shape)
 
 
