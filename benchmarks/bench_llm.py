@@ -33,7 +33,29 @@ def cli(spec: str, *sets: str) -> float:
     return statistics.median(runs)
 
 
+def decode_bound() -> None:
+    """Llama-2-7B, one decode step at batch 1, A100 80GB, fp16: predicted time per token (eager and
+    fused), the documented formula, and the simple bound weights / bandwidth."""
+    from explorer.hardware import load_device
+    from explorer.hardware.predict import predict
+    from explorer.spec import load_spec
+
+    device = load_device("a100_80gb_sxm")
+    values = {"batch": 1, "seq": 1, "context": 1024}
+    p = predict(load_spec("llama2_7b"), values, hardware=device, dtype="fp16")
+    fused = predict(load_spec("llama2_7b"), values, hardware=device, dtype="fp16", execution="fused")
+    moved = p.analysis.totals["bytes_read"] + p.analysis.totals["bytes_written"]
+    launches = sum(k.count for k in p.kernels if k.time_s > 0)
+    formula = moved / (device.bandwidth * device.bandwidth_efficiency) + launches * device.launch_overhead
+    print(f"llama2_7b decode, batch 1, context 1024, a100_80gb_sxm fp16: predicted {p.totals.latency_s * 1e3:.3f} ms "
+          f"per token (eager; formula {formula * 1e3:.3f} ms = {moved:,} B / (2039 GB/s x "
+          f"{device.bandwidth_efficiency}) + {launches} launches x {device.launch_overhead * 1e6:.0f} us), "
+          f"{fused.totals.latency_s * 1e3:.3f} ms fused; bound weights / bandwidth "
+          f"{p.totals.weight_bytes / device.bandwidth * 1e3:.3f} ms ({p.totals.weight_bytes:,} B)")
+
+
 def main() -> None:
+    decode_bound()
     for spec in SPECS:
         decode = cli(spec, "--set", "seq=1", "--set", "context=4096")
         prefill = cli(spec, "--set", "seq=4096", "--set", "context=4096", "--hardware", "h100_sxm")
