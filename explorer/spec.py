@@ -15,7 +15,7 @@ from typing import Any, Union
 import sympy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from explorer import yamlfile
+from explorer import bundled, yamlfile
 from explorer.errors import SpecError, brief, did_you_mean
 
 Number = Union[int, float]
@@ -24,7 +24,7 @@ DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, 
 # bits per element of every dtype a tensor may be stored in; int4 only for weights and the KV cache
 DTYPE_BITS = {**{k: 8 * v for k, v in DTYPE_BYTES.items()}, "int4": 4}
 INTEGER_DTYPES = {"int64", "int32", "int16", "int8", "uint8", "bool"}
-SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+SPECS_DIR = bundled.folder("specs")
 MAX_LAYER_ENTRIES = 20_000  # layer entries written in one file (top level and blocks), before repeats
 _COUNTED = yamlfile.Counted((("layers",), ("blocks", "*", "layers")), MAX_LAYER_ENTRIES, "layer entries")
 

@@ -82,6 +82,15 @@ def describe(d: Any) -> str:
     if "launch_overhead" in d.sources:
         rows.append({"what": "launch overhead", "value": report.seconds(d.launch_overhead),
                      "source": d.sources["launch_overhead"]})
+    if d.launch_overhead_fused is not None:
+        rows.append({"what": "launch overhead (fused)", "value": report.seconds(d.launch_overhead_fused),
+                     "source": d.sources["launch_overhead_fused"]})
+    if d.interconnect is not None:
+        link = d.interconnect
+        rows.append({"what": f"interconnect {link.name}".strip(), "value": report.human(link.bandwidth, "B/s"),
+                     "source": d.sources["interconnect.bandwidth"]})
+        rows.append({"what": "interconnect latency", "value": report.seconds(link.latency),
+                     "source": d.sources["interconnect.latency"]})
     lines.append(report.table(rows, [Column("what", "", align="<"), Column("value", "value"),
                                      Column("source", "source", align="<")]))
     ridges = ", ".join(f"{k} {d.ridge_point(k):.1f}" for k in d.peak)

@@ -35,11 +35,26 @@ def register(sub: Any) -> None:
     c.add_argument("--storage")
     c.set_defaults(func=cmd_compare)
 
+    ls = ssub.add_parser("list", help="the bundled studies (run one by name: explorer study run quickstart)")
+    ls.set_defaults(func=cmd_list)
+
     s = sub.add_parser("sweep", help="evaluate every configuration of a discrete study, exact Pareto front")
     s.add_argument("study")
     s.add_argument("-o", "--output", help="front.csv or front.json (default: in the study's output folder)")
     s.add_argument("--plot", help="front.png or front.svg")
     s.set_defaults(func=cmd_sweep)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from explorer.study.config import STUDIES_DIR, load_study
+
+    rows = []
+    for path in sorted(STUDIES_DIR.glob("*.yaml")):
+        st = load_study(path)
+        rows.append({"study": path.stem, "spec": st.spec.name, "targets": ", ".join(t.label for t in st.targets),
+                     "search": ", ".join(st.search), "sampler": st.file.sampler})
+    print(report.table(rows, [Column(k, k, align="<") for k in ("study", "spec", "targets", "search", "sampler")]))
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from explorer import yamlfile
+from explorer import bundled, yamlfile
 from explorer.errors import ExplorerError, StudyError, did_you_mean
 from explorer.hardware import load_device
 from explorer.spec import DTYPE_BITS, DTYPE_BYTES, Spec, load_spec
@@ -211,7 +211,12 @@ def discrete_values(dim: dict[str, Any]) -> list[Any] | None:
     return [round(v, 10) for v in values]
 
 
+STUDIES_DIR = bundled.folder("studies")
+
+
 def load_study(path: str | Path, *, storage: str | None = None) -> Study:
+    """A study file, or a bundled study by name (``quickstart``; ``explorer study list`` lists them)."""
+    path = yamlfile.find(path, STUDIES_DIR, StudyError, "study")
     doc = yamlfile.load(path, StudyError)
     if not isinstance(doc.data, dict):
         raise StudyError("a study is a mapping (name, spec, hardware, search, objectives ...)", path=doc.path, line=1)
