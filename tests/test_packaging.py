@@ -33,6 +33,8 @@ def test_wheel_carries_every_bundled_file(wheel: Path) -> None:
         for f in files:
             assert f"explorer/_bundled/{kind}/{f.name}" in names, f
     assert "explorer/py.typed" in names
+    for kind in ("spec", "study", "hardware"):
+        assert f"explorer/schemas/{kind}.schema.json" in names
 
 
 def test_installed_package_resolves_names_from_anywhere(wheel: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from explorer import report
@@ -50,6 +51,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check a spec: syntax, references, shapes at the defaults")
     p.add_argument("spec", nargs="+")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="the JSON Schema of specs, studies or hardware profiles (for editors)")
+    p.add_argument("kind", choices=("spec", "study", "hardware"))
+    p.add_argument("-o", "--output", help="write it to this .json file instead of printing it")
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("specs", help="list the bundled specs")
     p.set_defaults(func=cmd_specs)
@@ -297,6 +303,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         result = analyze(spec)
         print(f"{spec.path}: ok ({len(result.layers)} layers, {len(spec.variables)} variables, "
               f"{result.totals['params']:,} params at the defaults)")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from explorer.outputs import check_file, write_atomic
+    from explorer.schema import schema
+
+    text = json.dumps(schema(args.kind), indent=2, sort_keys=True) + "\n"
+    if not args.output:
+        print(text, end="")
+        return 0
+    out = check_file(args.output, (".json",), "a schema", [])
+    write_atomic(out, lambda tmp: tmp.write_text(text))
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
