@@ -18,7 +18,7 @@ Typical use::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from explorer.analysis import Analysis, analyze
 from explorer.cost import METRICS, Compiled, Costs, Precision
@@ -32,12 +32,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def predict(spec: Spec, values: dict | None = None, **kwargs: object) -> Prediction:
+def predict(spec: Spec, values: dict[str, Any] | None = None, **kwargs: Any) -> Prediction:
     """Exact costs at one configuration timed on a device: ``predict(spec, {"resolution": 160},
     hardware="a100_80gb_sxm", dtype="fp16", execution="fused")`` (see explorer.hardware.predict)."""
     from explorer.hardware.predict import predict as _predict
 
-    return _predict(spec, values, **kwargs)  # type: ignore[arg-type]
+    return _predict(spec, values, **kwargs)
 
 
 def symbolic_costs(spec: Spec, precision: Precision | None = None) -> Costs:

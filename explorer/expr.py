@@ -48,7 +48,7 @@ _COMPARE: dict[type, Callable[[Value, Value], Value]] = {
 }
 
 
-class make_divisible(sympy.Function):  # noqa: N801 - the name users write and see in formulas
+class make_divisible(sympy.Function):  # type: ignore[misc]  # noqa: N801 - sympy has no type stubs
     """torchvision/timm ``_make_divisible``, exactly; stays a named function until its args are numbers.
 
     ``new = max(min_value, int(v + divisor/2) // divisor * divisor)``; one more ``divisor`` when

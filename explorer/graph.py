@@ -25,7 +25,7 @@ from explorer import expr as ex
 from explorer.errors import ExplorerError, SpecError, brief, did_you_mean
 from explorer.ops import ALIASES, REGISTRY, REQUIRED, Cost, OpCall, OpDef
 from explorer.ops.base import Shape, domain_problem, fmt_shape
-from explorer.spec import INTEGER_DTYPES, Spec
+from explorer.spec import INTEGER_DTYPES, InputDef, Spec
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -81,14 +81,14 @@ class Model:
     structural: set[str] = field(default_factory=set)  # variables in repeat counts
 
     @cached_property
-    def graph(self) -> nx.DiGraph:
+    def graph(self) -> nx.DiGraph[str]:
         """The networkx DiGraph: nodes are layer paths (attribute ``layer``), edges carry data.
 
         Built on first use, so that commands which never walk the graph do not import networkx.
         """
         import networkx as nx
 
-        g = nx.DiGraph()
+        g: nx.DiGraph[str] = nx.DiGraph()
         for path, layer in self.nodes.items():
             g.add_node(path, layer=layer)
         for layer in self.layers:
@@ -150,6 +150,7 @@ class _Builder:
         scope = _Scope("", names, {}, ("layers",))
         inputs = {}
         for name, idef in self.spec.inputs.items():
+            assert isinstance(idef, InputDef)  # the spec's validator makes every input an InputDef
             shape = tuple(self._expr(d, scope, ("inputs", name)) for d in idef.shape)
             layer = Layer(name, "input", "data", [], [], [shape], [], idef.dtype, {}, Cost(moves_data=False),
                           line=self.spec.line("inputs", name))

@@ -75,7 +75,7 @@ def _probe(folder: Path, refusal: str) -> None:
         raise ExplorerError(f"{refusal}: folder '{folder}' is not writable ({exc.strerror or exc})") from None
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Write through ``write(tmp)`` then rename over ``path``; on failure remove the temporary
     file and raise one line (a full disk, a folder that vanished)."""
     p = Path(path)

@@ -123,5 +123,5 @@ def _cell(value: Any, column: Column, exact: bool) -> str:
     if exact and isinstance(value, int) and not isinstance(value, bool):
         return grouped(value)
     if column.human is not None:
-        return column.human(value)
+        return str(column.human(value))
     return str(value)

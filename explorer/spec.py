@@ -242,7 +242,7 @@ def parse_spec(doc: yamlfile.YamlDoc) -> Spec:
 
 def _check_names(spec: Spec) -> None:
     """Variable and block-parameter names must be plain ASCII identifiers (see :func:`check_name`)."""
-    keys = [(("variables", n), n, "variable name") for n in spec.variables]
+    keys: list[tuple[tuple[str, ...], str, str]] = [(("variables", n), n, "variable name") for n in spec.variables]
     keys += [(("blocks", b, "params", n), n, "block parameter") for b, bd in spec.blocks.items() for n in bd.params]
     for key, name, what in keys:
         try:

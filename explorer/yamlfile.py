@@ -194,22 +194,22 @@ def _prescan(text: str, counted: Counted | None) -> None:
         nodes += 1
         if nodes > MAX_NODES:
             raise _TooBig(f"file has more than {MAX_NODES:,} YAML nodes (limit {MAX_NODES:,})",
-                          event.start_mark.line + 1)
+                          _line(event))
         if isinstance(event, yaml.AliasEvent) and any(e[4] == event.anchor for e in stack):
             raise _TooBig(f"the alias *{event.anchor} refers to a node that contains it (recursive YAML)",
-                          event.start_mark.line + 1)
+                          _line(event))
         path = _event_key(stack, event) if counted is not None else ()
         if counted is not None and stack and stack[-1][3]:
             items += 1
             if items > counted.limit:
                 raise _TooBig(f"too many layers: more than {counted.limit:,} {counted.what} "
-                              f"(limit {counted.limit:,})", event.start_mark.line + 1)
+                              f"(limit {counted.limit:,})", _line(event))
         if isinstance(event, yaml.CollectionStartEvent):
             watched = (counted is not None and isinstance(event, yaml.SequenceStartEvent)
                        and _matches(path, counted.paths))
             stack.append([isinstance(event, yaml.MappingStartEvent), path, None, watched, event.anchor])
             if len(stack) > MAX_DEPTH:
-                raise _TooBig(f"YAML nests deeper than {MAX_DEPTH} levels", event.start_mark.line + 1)
+                raise _TooBig(f"YAML nests deeper than {MAX_DEPTH} levels", _line(event))
 
 
 def _event_key(stack: list[list[Any]], event: yaml.NodeEvent) -> tuple[str, ...]:
@@ -306,3 +306,9 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _line(event: Any) -> int:
+    """The 1-based line where a YAML event starts (1 when the parser gives no position)."""
+    mark = event.start_mark
+    return int(mark.line) + 1 if mark is not None else 1

@@ -263,10 +263,10 @@ def totals_table(totals: dict[str, Any], exact: bool, render: Any) -> str:
         if exact and isinstance(value, int) and not isinstance(value, bool):
             shown = f"{value:,}"
         else:
-            formatter = fmt.get(key) or units.get(key) or str
-            shown = formatter(value)
+            formatter: Any = fmt.get(key) or units.get(key) or str
+            shown = str(formatter(value))
         rows.append({"metric": key, "total": shown})
-    return render(rows, [Column("metric", "total", align="<"), Column("total", "")])
+    return str(render(rows, [Column("metric", "total", align="<"), Column("total", "")]))
 
 
 FORMULA_SECONDS = 3.0  # budget for building and simplifying every formula asked for (after imports)

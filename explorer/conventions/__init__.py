@@ -72,7 +72,7 @@ def views(analysis: Analysis) -> tuple[list[View], Ctx]:
     model = analysis.model
     subs = substitution(model, analysis.values)
 
-    def ints(shape: tuple) -> tuple[int, ...]:
+    def ints(shape: tuple[Any, ...]) -> tuple[int, ...]:
         return tuple(int(exact_value(d, subs)) for d in shape)
 
     out = []
@@ -112,7 +112,7 @@ def evaluate(analysis: Analysis, convention: Convention | str) -> Result:
     face = [conv.face(r, v, ctx) if conv.face else p for r, v, p in zip(raws, vs, per_layer)]
     total = conv.total(raws, ctx, vs) if conv.total else sum(per_layer)
     extra = {name: sum(_apply(table, conv, vs, counts, ctx)) for name, table in conv.extra.items()}
-    by_key: dict[str, int] = {}
+    by_key: dict[str, Any] = {}
     for v, value in zip(vs, per_layer):
         key = conv.table[v.op].key_of(v)
         if key is not None:

@@ -84,7 +84,7 @@ class View:
     @property
     def kernel(self) -> int:
         kh, kw = self.pair("kernel")
-        return kh * kw
+        return int(kh * kw)
 
     @property
     def groups(self) -> int:
@@ -108,9 +108,9 @@ class View:
         if self.op == "conv_transpose2d":
             return self.x[1] * (self.y[1] // self.groups) * self.kernel
         if self.op == "linear":
-            return self.x[-1] * self.y[-1]
+            return int(self.x[-1] * self.y[-1])
         if self.op == "embedding":
-            return self.attrs["num"] * self.attrs["dim"]
+            return int(self.attrs["num"] * self.attrs["dim"])
         raise KeyError(self.op)
 
     @property

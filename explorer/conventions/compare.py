@@ -88,7 +88,7 @@ def explain(result: Result, vs: list[View], ours: list[dict[str, int]]) -> list[
             ops[note].append(v.op)
     diffs = [Difference(conv.name, ", ".join(ops[note]), amount, f"{conv.name} {note}: {signed(amount)}")
              for note, amount in by_note.items() if amount != 0]
-    diffs.sort(key=lambda d: (-abs(d.amount), d.op or ""))
+    diffs.sort(key=lambda d: (-abs(float(d.amount)), d.op or ""))
     diffs += [Difference(conv.name, None, amount, f"{conv.name} {text}: {signed(amount)}")
               for text, amount in result.notes if amount != 0]
     if not diffs:

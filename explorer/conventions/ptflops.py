@@ -15,6 +15,8 @@ Python operators (``a + b``, ``a * b``, ``a @ b``) are never patched.
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 from fractions import Fraction
 
@@ -121,9 +123,9 @@ def _total(raws: list[tuple[int, float]], c: Ctx, views: list[View]) -> int:
     return int(module / c.batch + functional)
 
 
-def _notes(raws: list[tuple[int, float]], c: Ctx, views: list[View]) -> list[tuple[str, float]]:
+def _notes(raws: list[Any], c: Ctx, views: list[View]) -> list[tuple[str, int | Fraction | float]]:
     module, functional = _split(raws, views)
-    out: list[tuple[str, float]] = []
+    out: list[tuple[str, int | Fraction | float]] = []
     if c.batch != 1:
         out.append((f"divides module-hook counts by the batch size {c.batch} (functional ones are not)",
                     Fraction(module, c.batch) - module))

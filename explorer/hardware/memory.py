@@ -67,7 +67,7 @@ def memory_profile(model: Model, precision: Precision) -> MemoryProfile:
     first: list[int] = []
     last: list[int] = []
 
-    def new_buffer(ref: Ref, shape: tuple, dtype: str, step: int, gate: Any) -> None:
+    def new_buffer(ref: Ref, shape: tuple[Any, ...], dtype: str, step: int, gate: Any) -> None:
         per = DTYPE_BYTES[dtype] if is_integer_dtype(dtype) else precision.act_bytes
         buffer_of[ref] = len(size)
         size.append(_gated(numel(shape) * per, gate))

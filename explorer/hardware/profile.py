@@ -9,11 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from explorer import bundled, yamlfile
+from explorer import yamlfile
+from explorer.bundled import folder as _bundled_folder
 from explorer.errors import ExplorerError, HardwareError, brief, did_you_mean
 from explorer.units import parse_quantity
 
-HARDWARE_DIR = bundled.folder("hardware")
+HARDWARE_DIR = _bundled_folder("hardware")
 PRECISIONS = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 FP8_FORMATS = ("fp8_e4m3", "fp8_e5m2")  # both run at the fp8 tensor-core rate on Hopper and Ada
 

@@ -80,7 +80,7 @@ def ranks(x: Sequence[float]) -> Any:
     return r
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman(x: Any, y: Any) -> float:
     import numpy as np
 
     if len(x) < 2:
@@ -91,7 +91,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def kendall(x: Sequence[float], y: Sequence[float]) -> float:
+def kendall(x: Any, y: Any) -> float:
     """Kendall's tau-b (ties in either variable accounted for)."""
     concordant = discordant = tx = ty = 0
     pairs = list(zip((float(v) for v in x), (float(v) for v in y)))

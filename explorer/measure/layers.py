@@ -59,7 +59,8 @@ def _one_run(bridge: Any, marks: Any) -> list[Round]:
     marks.reset()
     bridge.module.run(*bridge.inputs, on_layer=lambda path, fn: marks.mark())
     marks.mark()
-    return marks.gaps()
+    gaps: list[Round] = marks.gaps()
+    return gaps
 
 
 class _CpuMarks:
@@ -89,7 +90,7 @@ class _CudaMarks:
     def mark(self) -> None:
         import torch
 
-        event = torch.cuda.Event(enable_timing=True)
+        event = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
         event.record()
         self.events.append(event)
         self.walls.append(time.perf_counter_ns())

@@ -221,7 +221,8 @@ def benches(classes: list[str] | None = None, scale: float = 1.0, seed: int = 0,
         if classes and klass not in classes or fused and klass == "view":
             continue
         rng = random.Random(f"{seed}:{klass}")
-        want, seen, tries = max(3, round(count * scale)), set(), 0
+        want, tries = max(3, round(count * scale)), 0
+        seen: set[Any] = set()
         while len(seen) < want and tries < want * 50:
             tries += 1
             b = make(rng)

@@ -39,7 +39,8 @@ def ort_session(bridge: Any, threads: int = 1, profile: str | None = None) -> An
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(bridge.module, bridge.inputs, buffer, dynamo=False, opset_version=17)
+            torch.onnx.export(bridge.module, bridge.inputs, buffer,  # type: ignore[arg-type]  # file objects work
+                              dynamo=False, opset_version=17)
         except ImportError:
             raise ExplorerError(NEEDS_ORT) from None
         except Exception as exc:  # the exporter's own failures, as one line

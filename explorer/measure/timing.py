@@ -108,7 +108,8 @@ def _cuda_round(fn: Callable[[], Any], n: int) -> Round:
     """Wall (launch to synchronize) and CUDA event seconds per call over ``n`` calls."""
     import torch
 
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+    end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
     torch.cuda.synchronize()
     w0 = time.perf_counter_ns()
     start.record()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from explorer.errors import SpecError
 from explorer.ops.base import Attr, Cost, OpCall, OpResult, numel, op
 
@@ -20,7 +22,7 @@ PER_ELEMENT = {
 GELU_TANH = 9  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 
 
-def _elementwise(per: int):  # factory: handlers that differ only by a constant
+def _elementwise(per: int) -> Callable[[OpCall], OpResult]:  # factory: handlers that differ only by a constant
     def handler(call: OpCall) -> OpResult:
         return OpResult([call.x], Cost(flops=per * numel(call.x)))
 

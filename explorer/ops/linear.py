@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import replace
 
 import sympy
@@ -34,7 +36,7 @@ def linear(call: OpCall) -> OpResult:
     return OpResult([(*shape[:-1], fout)], cost)
 
 
-def broadcast(call: OpCall, a: tuple, b: tuple) -> tuple:
+def broadcast(call: OpCall, a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
     """numpy broadcasting of two shapes; unequal non-1 dims are an error."""
     out = []
     for i in range(1, max(len(a), len(b)) + 1):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sympy
 
 from explorer.errors import SpecError
@@ -34,7 +36,7 @@ def _ceil_out(size: sympy.Expr, k: sympy.Expr, s: sympy.Expr, p: sympy.Expr, d: 
     return sympy.Min(up, last, evaluate=False) + 1
 
 
-def _pool_out(call: OpCall) -> tuple[tuple, sympy.Expr]:
+def _pool_out(call: OpCall) -> tuple[tuple[Any, ...], sympy.Expr]:
     call.require_rank(4)
     n, c, h, w = call.x
     (kh, kw) = pair(call["kernel"])
@@ -69,7 +71,7 @@ def adaptive_windows(size: sympy.Expr, out: int) -> sympy.Expr:
                sympy.Integer(0))
 
 
-def _adaptive(call: OpCall) -> tuple[tuple, sympy.Expr]:
+def _adaptive(call: OpCall) -> tuple[tuple[Any, ...], sympy.Expr]:
     call.require_rank(4)
     n, c, h, w = call.x
     oh, ow = pair(call["size"])

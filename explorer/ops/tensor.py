@@ -6,6 +6,8 @@ nothing; copies (concat, channel_shuffle) read their inputs and write their outp
 
 from __future__ import annotations
 
+from typing import Any
+
 import sympy
 
 from explorer import expr as ex
@@ -16,12 +18,12 @@ VIEW = Cost(moves_data=False)
 COPY = Cost()
 
 
-def _axis(call: OpCall, value: object, rank: int | None = None) -> int:
+def _axis(call: OpCall, value: Any, rank: int | None = None) -> int:
     rank = len(call.x) if rank is None else rank
     a = int(value)  # attributes of kind 'expr' are integers here
     if not -rank <= a < rank:
         raise SpecError(f"axis {a} is out of range for a tensor of rank {rank} {fmt_shape(call.x)}")
-    return a % rank
+    return int(a % rank)
 
 
 def _in_range(call: OpCall, value: object, high: object, what: str) -> None:
@@ -54,9 +56,9 @@ def reshape(call: OpCall) -> OpResult:
     if len(free) > 1:
         raise SpecError("reshape: only one dim may be -1")
     if free:
-        known = numel([d for d in target if d != -1])
+        known = numel(tuple(d for d in target if d != -1))
         target[free[0]] = numel(call.x) / known
-    if call.check(numel(target), numel(call.x)) is False:
+    if call.check(numel(tuple(target)), numel(call.x)) is False:
         raise SpecError(f"reshape of {fmt_shape(call.x)} to {fmt_shape(tuple(target))} changes the element count")
     return OpResult([tuple(target)], VIEW)
 

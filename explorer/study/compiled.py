@@ -122,7 +122,8 @@ class CompiledModel:
         """Rows the latency function sees: identical kernels once, with a weight."""
         n = len(self.classes)
         keys: dict[tuple[Any, ...], int] = {}
-        rows, weights = [], []
+        rows: list[int] = []
+        weights: list[float] = []
         for layer in range(n):
             key = (self.classes[layer], *(self.regs.layers[f][layer] for f in KERNEL_FIELDS))
             if key not in keys:

@@ -321,7 +321,7 @@ def _dimension(name: str, dim: Any, spec: Spec, fail: Any) -> dict[str, Any]:
             raise fail(f"search.{name}: the spec gives no min/max; give low and high here", "search", name)
         kind = "int" if var.integer else "float"
         return {"type": kind, "low": var.min, "high": var.max, "step": var.step, "log": var.log, "choices": None}
-    d = dim.model_dump()
+    d: dict[str, Any] = dim.model_dump()
     values = d["choices"] if d["type"] == "categorical" else [d["low"], d["high"]]
     for v in values:
         problem = var.check(v) if d["type"] == "categorical" else _range_problem(var, v)

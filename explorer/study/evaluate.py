@@ -226,8 +226,8 @@ class Evaluator:
         shape = np.broadcast_shapes(*(a.shape for a in arrays.values())) if arrays else ()
         flat = {k: np.broadcast_to(a, shape).ravel() for k, a in arrays.items()}
         n = int(np.prod(shape)) if shape else 1
-        for k, v in self.bound.items():
-            flat[k] = np.full(n, float(v))
+        for name, v in self.bound.items():
+            flat[name] = np.full(n, float(v))
         metrics = {m: np.full(n, np.nan) for m in METRICS}
         valid = np.zeros(n, dtype=bool)
         arch = np.full(n, -1, dtype=np.int64)

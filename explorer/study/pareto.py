@@ -12,7 +12,8 @@ def oriented(values: Any, directions: Sequence[str]) -> np.ndarray:
     """(n, k) objective values with minimized columns negated: every column is 'larger is better'."""
     v = np.asarray(values, dtype=np.float64).reshape(-1, len(directions))
     sign = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
-    return v * sign
+    out: np.ndarray = v * sign
+    return out
 
 
 def non_dominated(points: Any) -> np.ndarray:
@@ -88,4 +89,5 @@ def axis_gaps(exact: Any, found: Any) -> np.ndarray:
     f = np.asarray(found, dtype=np.float64).reshape(-1, e.shape[1])
     if len(f) == 0:
         return np.full(e.shape[1], np.inf)
-    return np.maximum(e.max(axis=0) - f.max(axis=0), 0.0)
+    gaps: np.ndarray = np.maximum(e.max(axis=0) - f.max(axis=0), 0.0)
+    return gaps

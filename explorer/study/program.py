@@ -234,7 +234,7 @@ class Program:
             return (*num, *den)
         if isinstance(node, sympy.Pow):
             return (node.base,)
-        return node.args
+        return tuple(node.args)
 
     def _const(self, value: Any, degree: int | None = 0) -> int:
         reg = len(self.degree)
@@ -265,8 +265,9 @@ class Program:
         if isinstance(node, sympy.Mul):
             coeff, num, den = _mul_parts(node)
             if den:
-                return _quotient(len(num), coeff), (sum(degs) if known and not any(degs[len(num):]) else None)
-            total = sum(degs) if known else None  # type: ignore[arg-type]
+                return _quotient(len(num), coeff), (sum(d for d in degs if d is not None)
+                                                    if known and not any(degs[len(num):]) else None)
+            total = sum(d for d in degs if d is not None) if known else None
             return _quotient(len(num), coeff), total
         if isinstance(node, sympy.Pow):
             return self._pow(node, degs[0])

@@ -145,7 +145,7 @@ def open_study(study: Study, worker: int = 0, create: bool = True) -> Any:
                 raise StudyError(f"no study '{study.name}' in {study.storage}; run 'explorer study run' "
                                  "first", path=study.path) from None
         s = optuna.create_study(study_name=study.name, storage=storage, sampler=sampler,
-                                directions=study.directions, load_if_exists=True)
+                                directions=study.directions, load_if_exists=True)  # type: ignore[arg-type]
     stored = [d.name.lower() for d in s.directions]
     if stored != study.directions:
         raise StudyError(f"the stored study '{study.name}' has directions {stored}, the file asks for "

@@ -88,7 +88,7 @@ def sweep(study: Study, evaluators: dict[str, Evaluator] | None = None) -> Sweep
     return SweepResult(columns, valid, feasible, front, objectives, architecture, time.perf_counter() - start)
 
 
-def _sweep_target(study: Study, ev: Evaluator, target: Target, grid: dict[str, list[Any]]) -> tuple:
+def _sweep_target(study: Study, ev: Evaluator, target: Target, grid: dict[str, list[Any]]) -> tuple[Any, Any, Any]:
     names = list(grid)
     mesh = np.meshgrid(*[np.asarray(grid[n], dtype=np.float64) for n in names], indexing="ij")
     values = {n: m.ravel() for n, m in zip(names, mesh)}

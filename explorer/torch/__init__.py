@@ -103,7 +103,7 @@ def check_runs(bridge: Bridge) -> None:
 def torch_dtype(name: str) -> torch.dtype:
     torch = require_torch()
     table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
-    return table[name] if name in table else getattr(torch, INT_DTYPES[name])
+    return table[name] if name in table else getattr(torch, INT_DTYPES[name])  # type: ignore[no-any-return]
 
 
 def _build_layer(model: Model, layer: Any, builders: dict[str, Builder]) -> nn.Module:

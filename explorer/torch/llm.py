@@ -9,6 +9,8 @@ cached keys and values of a decode step are non-persistent buffers (random, not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,7 +22,7 @@ from explorer.torch.registry import as_int, torch_op
 if TYPE_CHECKING:
     from explorer.graph import Layer
 
-ACTS = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
+ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
 class RMSNorm(nn.Module):
@@ -77,8 +79,10 @@ class Attention(nn.Module):
         k, v = self._split(self.k_proj(src), self.kv_heads), self._split(self.v_proj(src), self.kv_heads)
         if self.rope:
             q, k = rope(q, self.cached + k.shape[-2] - q.shape[-2]), rope(k, self.cached)
-        k = torch.cat([self.past_k.to(k.dtype), k], dim=-2)
-        v = torch.cat([self.past_v.to(v.dtype), v], dim=-2)
+        past_k, past_v = self.past_k, self.past_v
+        assert isinstance(past_k, torch.Tensor) and isinstance(past_v, torch.Tensor)  # registered buffers
+        k = torch.cat([past_k.to(k.dtype), k], dim=-2)
+        v = torch.cat([past_v.to(v.dtype), v], dim=-2)
         group = self.heads // self.kv_heads
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         if self.window is not None and k.shape[-2] > self.window:
@@ -86,7 +90,8 @@ class Attention(nn.Module):
         else:
             context = self._dense(q, k, v)
         b, _, s, _ = context.shape
-        return self.o_proj(context.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
+        out: torch.Tensor = self.o_proj(context.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
+        return out
 
     def _dense(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         scores = torch.matmul(q, k.transpose(-2, -1)) * self.head_dim ** -0.5  # [B, h, S, T]
@@ -99,6 +104,7 @@ class Attention(nn.Module):
     def _windowed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Each query attends to the ``window`` keys ending at its own position (causal band)."""
         w, s, t = self.window, q.shape[-2], k.shape[-2]
+        assert w is not None  # only called with a window
         pad = (0, 0, w - 1, 0)
         kw = F.pad(k, pad).unfold(-2, w, 1)[..., t - s:t, :, :]  # [B, h, S, hd, W]
         vw = F.pad(v, pad).unfold(-2, w, 1)[..., t - s:t, :, :]
@@ -119,7 +125,8 @@ class GatedMLP(nn.Module):
         self.down_proj = nn.Linear(hidden, out or d, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        out: torch.Tensor = self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        return out
 
 
 class MoE(nn.Module):
