@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from explorer.cost import (
     METRICS,
@@ -38,13 +38,24 @@ class LayerRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class CostTotals(TypedDict):
+    """Exact totals of one configuration (integers; bytes at the analysis's precision)."""
+
+    params: int
+    macs: int
+    flops: int
+    bytes_read: int
+    bytes_written: int
+    kv_cache_bytes: int
+
+
 @dataclass
 class Analysis:
     spec: Spec
     model: Model
     costs: Costs
     values: dict[str, Any]
-    totals: dict[str, Any]
+    totals: CostTotals
     layers: list[LayerRow]
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +90,7 @@ def analyze(spec: Spec, overrides: Mapping[str, Any] | None = None,
             raise exc.located(spec.path, layer.line) from None
         shape = [int(exact(d, subs)) for d in layer.shape]
         rows.append(LayerRow(layer.path, layer.op, layer.category, shape, int(exact(layer.count, subs)), numbers))
-    totals = {m: sum(r.metrics[m] for r in rows) for m in METRICS}
+    totals = cast(CostTotals, {m: sum(r.metrics[m] for r in rows) for m in METRICS})
     return Analysis(spec, model, costs, values, totals, rows)
 
 
