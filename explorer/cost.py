@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import sympy
 
 from explorer import expr as ex
-from explorer.errors import ExplorerError, SpecError, did_you_mean
+from explorer.errors import ExplorerError, SpecError, brief, did_you_mean
 from explorer.graph import Layer, Model, build, is_integer_dtype
 from explorer.ops.base import fmt_shape, numel
 from explorer.spec import DTYPE_BITS, DTYPE_BYTES, Spec
@@ -257,6 +258,7 @@ def resolve_values(spec: Spec, overrides: Mapping[str, Any] | None = None,
     """Defaults with overrides applied; unknown names and out-of-domain values are errors."""
     values: dict[str, Any] = {k: v.default for k, v in spec.variables.items()}
     for name, value in (overrides or {}).items():
+        value = _plain_number(name, value, spec)
         if name not in spec.variables:
             raise SpecError(f"unknown variable '{name}'{did_you_mean(name, spec.variables)}; "
                             f"variables: {', '.join(spec.variables) or 'none'}", path=spec.path)
@@ -267,6 +269,16 @@ def resolve_values(spec: Spec, overrides: Mapping[str, Any] | None = None,
                                 line=spec.line("variables", name))
         values[name] = value
     return values
+
+
+def _plain_number(name: str, value: Any, spec: Spec) -> Any:
+    """A Python number from what a caller passes: numpy scalars (``np.float64(0.5)``, ``np.int64(3)``)
+    become float / int; anything else that is not a real number is an error."""
+    if not isinstance(value, (bool, int, float, Fraction)) and hasattr(value, "item") and not hasattr(value, "__len__"):
+        value = value.item()  # a numpy scalar
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
+        raise SpecError(f"variable '{name}': expected a number, got {brief(value)}", path=spec.path)
+    return value
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, Any]:

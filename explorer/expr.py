@@ -140,7 +140,7 @@ def number(value: bool | int | float | Fraction) -> Value:
             raise ExpressionError(f"number {value} is not finite")
         if abs(value) > MAX_LITERAL:
             raise ExpressionError(f"number {value} is too large (limit 1e30)")
-        return sympy.Rational(repr(value))
+        return sympy.Rational(repr(float(value)))  # float(): numpy's float64 has its own repr
     return sympy.Rational(value.numerator, value.denominator)
 
 

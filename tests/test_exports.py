@@ -58,3 +58,25 @@ def test_depth_collapses_by_path(run) -> None:
     assert stage["output_shape"] == members[-1]["output_shape"] and stage["op"] == f"{len(members)} layers"
     code, _, err = run("analyze", "resnet50", "--depth", "0")
     assert code == 2 and "--depth" in err
+
+
+def test_validate_at_set_values(run) -> None:
+    code, out, _ = run("validate", "mobilenet_v2", "--set", "width=0.5", "--set", "resolution=96")
+    assert code == 0 and "at width=0.5, resolution=96" in out
+    code, _, err = run("validate", "mobilenet_v2", "--set", "widht=1")
+    assert code == 2 and "did you mean 'width'" in err
+
+
+def test_numpy_scalars_are_numbers() -> None:
+    import numpy as np
+    import pytest
+
+    from explorer.analysis import analyze
+    from explorer.errors import SpecError
+    from explorer.spec import load_spec
+
+    spec = load_spec("mobilenet_v2")
+    want = analyze(spec, {"width": 0.5, "resolution": 160}).totals
+    assert analyze(spec, {"width": np.float64(0.5), "resolution": np.int64(160)}).totals == want
+    with pytest.raises(SpecError, match="expected a number"):
+        analyze(spec, {"width": "0.5"})

@@ -48,8 +48,10 @@ def register(sub: Any) -> None:
     add_set(p, "fix variables to numbers before deriving")
     p.set_defaults(func=cmd_formula)
 
-    p = sub.add_parser("validate", help="check a spec: syntax, references, shapes at the defaults")
+    p = sub.add_parser("validate", help="check a spec: syntax, references, shapes at the defaults (or --set)")
     p.add_argument("spec", nargs="+")
+    add_set(p, help="check at this value instead of the default (repeatable; with several specs, applied to "
+                    "those that have the variable)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="the JSON Schema of specs, studies or hardware profiles (for editors)")
@@ -296,13 +298,16 @@ def cmd_formula(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from explorer.analysis import analyze
+    from explorer.cost import parse_assignments
     from explorer.spec import load_spec
 
+    overrides = parse_assignments(args.set)
+    where = "at " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else "at the defaults"
     for path in args.spec:
         spec = load_spec(path)
-        result = analyze(spec)
+        result = analyze(spec, {k: v for k, v in overrides.items() if k in spec.variables or len(args.spec) == 1})
         print(f"{spec.path}: ok ({len(result.layers)} layers, {len(spec.variables)} variables, "
-              f"{result.totals['params']:,} params at the defaults)")
+              f"{result.totals['params']:,} params {where})")
     return 0
 
 
