@@ -79,10 +79,56 @@ def make_divisible_numpy(v: Any, divisor: Any, min_value: Any = None) -> Any:
     return np.where(new < 0.9 * v, new + divisor, new)
 
 
-def _round_half_up(x: Value, ndigits: Value | None = None) -> Value:
+class round_even(sympy.Function):  # type: ignore[misc]  # noqa: N801 - shown as round(x) in formulas
+    """Python's ``round(x)``: the nearest integer, a half to the even one (``round(2.5) == 2``,
+    ``round(3.5) == 4``), as the Python code specs are translated from rounds (torchvision's
+    RegNet widths, Ultralytics' depth multiples). Compiled studies use numpy's ``rint`` (the same
+    rule); it stays unevaluated until its argument is a number."""
+
+    nargs = 1
+    is_integer = True
+
+    @classmethod
+    def eval(cls, x: Value) -> Value | None:
+        if x.is_Integer:
+            return x
+        if not x.is_Rational:
+            return None
+        low = sympy.floor(x)
+        rest = x - low
+        if rest != sympy.Rational(1, 2):
+            return low if rest < sympy.Rational(1, 2) else low + 1
+        return low if low % 2 == 0 else low + 1
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"round({printer._print(self.args[0])})"
+
+
+class log2(sympy.Function):  # type: ignore[misc]  # noqa: N801 - the name users write
+    """Base-2 logarithm: exact where it is a rational (``log2(8) == 3``); compiled studies use
+    numpy's ``log2``, exact at powers of two, so ``floor(log2(n))`` agrees with the exact path."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x: Value) -> Value | None:
+        if x.is_Rational and x > 0:
+            value = sympy.log(x, 2)
+            return value if value.is_Rational else None
+        return None
+
+    def _eval_evalf(self, prec: int) -> Value:
+        return sympy.log(self.args[0], 2).evalf(prec)
+
+
+def _round(x: Value, ndigits: Value | None = None) -> Value:
     if ndigits is not None:
-        raise ExpressionError("round() takes one argument here (round half up to an integer)")
-    return sympy.floor(x + sympy.Rational(1, 2))
+        raise ExpressionError("round() takes one argument here (to the nearest integer, halves to even)")
+    return round_even(x)
+
+
+def _log(x: Value, base: Value | None = None) -> Value:
+    return sympy.log(x) if base is None else sympy.log(x, base)
 
 
 FUNCTIONS: dict[str, Callable[..., Value]] = {
@@ -91,11 +137,16 @@ FUNCTIONS: dict[str, Callable[..., Value]] = {
     "min": sympy.Min,
     "max": sympy.Max,
     "abs": sympy.Abs,
-    "round": _round_half_up,
+    "round": _round,
     "make_divisible": make_divisible,
+    "log": _log,
+    "log2": log2,
+    "exp": sympy.exp,
+    "sqrt": sympy.sqrt,
 }
 _ARITY = {"floor": (1, 1), "ceil": (1, 1), "abs": (1, 1), "round": (1, 1),
-          "min": (1, 32), "max": (1, 32), "make_divisible": (2, 3), "dim": (2, 2)}
+          "min": (1, 32), "max": (1, 32), "make_divisible": (2, 3), "dim": (2, 2),
+          "log": (1, 2), "log2": (1, 1), "exp": (1, 1), "sqrt": (1, 1)}
 _CONSTANTS = {"True": sympy.true, "False": sympy.false, "true": sympy.true, "false": sympy.false}
 
 

@@ -40,7 +40,10 @@ def test_make_divisible_min_value_and_bump() -> None:
 @pytest.mark.parametrize("text,value", [
     ("7 // 2", 3), ("7 % 3", 1), ("2 ** 10", 1024), ("-7 // 2", -4), ("0.1 + 0.2", sympy.Rational(3, 10)),
     ("3 if n > 5 else 4", 3), ("3 if n > 6 else 4", 4), ("min(4, n, 9)", 4), ("max(4, n)", 6),
-    ("floor(7 / 2)", 3), ("ceil(7 / 2)", 4), ("round(2.5)", 3), ("abs(-3)", 3),
+    ("floor(7 / 2)", 3), ("ceil(7 / 2)", 4), ("abs(-3)", 3),
+    ("round(2.5)", 2), ("round(3.5)", 4), ("round(-2.5)", -2), ("round(0.5)", 0), ("round(2.6)", 3),  # as Python
+    ("log2(8)", 3), ("sqrt(16)", 4), ("floor(log(1000, 10))", 3), ("exp(0)", 1), ("ceil(log2(n))", 3),
+    ("floor(sqrt(n * 3))", 4),
     ("n == 6 and not n < 2", sympy.true), ("1 < n < 10", sympy.true),
 ])
 def test_arithmetic_is_exact(text: str, value: object) -> None:

@@ -172,7 +172,8 @@ class Workspace:
 
 
 _UNARY: dict[type, Callable[[Any], Any]] = {
-    sympy.floor: np.floor, sympy.ceiling: np.ceil, sympy.Abs: np.abs,
+    sympy.floor: np.floor, sympy.ceiling: np.ceil, sympy.Abs: np.abs, ex.round_even: np.rint,
+    sympy.log: np.log, sympy.exp: np.exp, ex.log2: np.log2,
 }
 _NARY: dict[type, Callable[..., Any]] = {
     sympy.Min: _reduce(np.minimum), sympy.Max: _reduce(np.maximum), sympy.Mod: np.mod,
