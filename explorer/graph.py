@@ -137,6 +137,7 @@ class _Builder:
         self.symbols = spec.symbols()
         self.bind = {k: ex.number(v) for k, v in bind.items()}
         self.defaults = {self.symbols[k]: ex.number(v.default) for k, v in spec.variables.items()}
+        self.conditions: list[Any] = []  # symbolic `when` conditions of the layers being built
         self.defaults.update({self.symbols[k]: v for k, v in self.bind.items()})
         self.nodes: dict[str, Layer] = {}
         self.layers: list[Layer] = []
@@ -404,10 +405,20 @@ class _Builder:
             if cond is not sympy.true:
                 conditional = True
                 count = count * sympy.Piecewise((ONE, cond), (sympy.Integer(0), True))
-        if "block" in d:
-            outs = self._block(d, path, local, key, sources, count)
-        else:
-            outs = self._op(d, path, local, key, sources, count)
+        if conditional:
+            self.conditions.append(cond)
+        try:
+            if "block" in d:
+                outs = self._block(d, path, local, key, sources, count)
+            else:
+                outs = self._op(d, path, local, key, sources, count)
+        except SpecError as exc:
+            if conditional and "'when'" not in exc.message:
+                exc.message += f" (this layer exists only where its 'when' holds: {d['when']})"
+            raise
+        finally:
+            if conditional:
+                self.conditions.pop()
         if conditional:
             self._require_same_shape(sources, outs, "a layer whose 'when' depends on variables must keep its "
                                      "input shape (it is skipped when the condition is false)")
@@ -595,7 +606,11 @@ class _Builder:
             return False
         at_defaults = diff.xreplace(self.defaults)
         if at_defaults.is_number:
-            return None if at_defaults == 0 else False
+            if at_defaults == 0:
+                return None
+            if any(c.xreplace(self.defaults) is sympy.false for c in self.conditions):
+                return None  # a conditional layer that does not exist at the defaults: nothing to compare there
+            return False
         return None
 
 

@@ -146,3 +146,30 @@ layers:
     c = 16  # make_divisible(12, 8) = 16
     assert totals["params"] == (27 * c + c) + (c * 10 + 10)
     assert totals["macs"] == 32 * 32 * c * 27 + c * 10
+
+
+MBV3_RESIDUAL = """name: mbv3_residual
+variables:
+  batch: {default: 1, min: 1}
+  width: {default: 1.0, min: 0.25, max: 2.0}
+  resolution: {default: 32, min: 8, max: 256}
+inputs:
+  x: [batch, 16, resolution, resolution]
+layers:
+  - {name: expand, op: conv2d, out: "make_divisible(16 * width, 8)", kernel: 1}
+  - {name: project, op: conv2d, out: "make_divisible(24 * width, 8)", kernel: 1, stride: STRIDE}
+  - {name: add, op: add, inputs: [project, expand], when: "make_divisible(24 * width, 8) == make_divisible(16 * width, 8)"}
+"""
+
+
+def test_when_guards_its_shape_checks(tmp_path, run) -> None:
+    """MobileNetV3's residual rule: channels compared under a `when` that is false at the defaults
+    are not compared there (formula works); a mismatch that holds anyway names the `when`."""
+    path = tmp_path / "mbv3.yaml"
+    path.write_text(MBV3_RESIDUAL.replace("STRIDE", "1"))
+    code, out, err = run("formula", path)
+    assert code == 0, err
+    assert run("analyze", path, "--set", "width=0.5")[0] == 0
+    path.write_text(MBV3_RESIDUAL.replace("STRIDE", "2").replace("default: 1.0", "default: 0.25"))
+    code, _, err = run("formula", path)
+    assert code == 2 and "exists only where its 'when' holds" in err and "layer 'add'" in err, err
