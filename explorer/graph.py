@@ -124,6 +124,14 @@ class _Scope:
     last: list[Ref] | None = None
     later: Any = field(default_factory=set)  # names defined further down (cycle detection): `in`
     depth: int = 0
+    raw: dict[str, Any] = field(default_factory=dict)  # block params given as lists or choice words
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    """A block argument's list item, already evaluated in the caller's scope."""
+
+    value: Any
 
 
 def build(spec: Spec, bind: Mapping[str, Any] | None = None) -> Model:
@@ -149,6 +157,8 @@ class _Builder:
     def run(self) -> Model:
         names: dict[str, Any] = {**self.symbols, **self.bind}
         scope = _Scope("", names, {}, ("layers",))
+        for name, text in self.spec.let.items():  # in order: each may use the ones before it
+            names[name] = self._expr(text, scope, ("let", name))
         inputs = {}
         for name, idef in self.spec.inputs.items():
             assert isinstance(idef, InputDef)  # the spec's validator makes every input an InputDef
@@ -396,7 +406,8 @@ class _Builder:
 
     def _instance(self, d: dict[str, Any], path: str, scope: _Scope, key: tuple[Any, ...],
                   sources: list[Ref], names: dict[str, Any], count: Any) -> list[Ref]:
-        local = _Scope(scope.prefix, names, scope.tensors, scope.key, count, scope.last, scope.later, scope.depth)
+        local = _Scope(scope.prefix, names, scope.tensors, scope.key, count, scope.last, scope.later, scope.depth,
+                       scope.raw)
         conditional = False
         if "when" in d:
             cond = _as_condition(self._expr(d["when"], local, (*key, "when")))
@@ -446,17 +457,32 @@ class _Builder:
         for pname in args:
             if pname not in block.params:
                 raise SpecError(f"block '{bname}' has no parameter '{pname}'{did_you_mean(str(pname), block.params)}")
+        raw: dict[str, Any] = {}
         for pname, default in block.params.items():
             if pname in args:
-                params[pname] = self._expr(args[pname], scope, (*key, "args", pname))
+                value = args[pname]
+                where = (*key, "args", pname)
+                if isinstance(value, str) and value.strip() in scope.raw:  # passed on from an outer block
+                    raw[pname] = scope.raw[value.strip()]
+                elif isinstance(value, list):  # kernel: [1, 7]: each item in the caller's scope
+                    raw[pname] = [_Evaluated(self._expr(v, scope, (*where, i))) for i, v in enumerate(value)]
+                elif isinstance(value, str) and value.strip().isidentifier() and value.strip() not in scope.names \
+                        and value.strip() not in ex.FUNCTIONS:  # a choice word: padding: same
+                    raw[pname] = value.strip()
+                else:
+                    params[pname] = self._expr(value, scope, where)
             elif default is None:
                 raise SpecError(f"block '{bname}' needs the argument '{pname}'")
-            else:
-                params[pname] = self._expr(default, scope, ("blocks", bname, "params", pname))
+            else:  # a default may use the block's earlier parameters: expand: "4 * squeeze"
+                params[pname] = self._expr(default, _Scope(scope.prefix, params, scope.tensors, scope.key),
+                                           ("blocks", bname, "params", pname))
+        for name, text in block.let.items():
+            params[name] = self._expr(text, _Scope(scope.prefix, params, scope.tensors, scope.key),
+                                      ("blocks", bname, "let", name))
         if len(sources) != len(block.inputs):
             raise SpecError(f"block '{bname}' takes {len(block.inputs)} input(s) {block.inputs}, got {len(sources)}")
         inner = _Scope(path + ".", params, dict(zip(block.inputs, ([s] for s in sources))),
-                       ("blocks", bname, "layers"), count, [sources[0]], depth=scope.depth + 1)
+                       ("blocks", bname, "layers"), count, [sources[0]], depth=scope.depth + 1, raw=raw)
         self._expand_list(block.layers, inner)
         if block.output is None:
             assert inner.last is not None
@@ -525,8 +551,11 @@ class _Builder:
                 if a.kind == "bool":
                     out[k] = bool(a.default)
                 continue
+            value = d[k]
+            if isinstance(value, str) and value.strip() in scope.raw:  # a block parameter given as a list or word
+                value = scope.raw[value.strip()]
             try:
-                out[k] = self._attr(a, d[k], scope, (*key, k))
+                out[k] = self._attr(a, value, scope, (*key, k))
                 self._domain(a, out[k])
             except ExplorerError as exc:
                 exc.message = f"attribute '{k}': {exc.message}"
@@ -575,6 +604,8 @@ class _Builder:
 
     # -- expressions and shapes -------------------------------------------------------------------
     def _expr(self, value: Any, scope: _Scope, key: tuple[Any, ...]) -> Any:
+        if isinstance(value, _Evaluated):
+            return value.value
         try:
             return ex.parse(value, ex.Scope(scope.names, lambda n: self._shape(self._ref(n, scope, key, None))))
         except ExplorerError as exc:

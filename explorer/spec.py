@@ -162,6 +162,7 @@ class InputDef(_Strict):
 
 class BlockDef(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
+    let: dict[str, Union[str, int, float]] = Field(default_factory=dict)  # named expressions, in order
     inputs: list[str] = Field(default_factory=lambda: ["input"])
     layers: list[dict[str, Any]]
     output: Union[str, list[str], None] = None
@@ -174,6 +175,7 @@ class Spec(_Strict):
     source: str = ""
     dtype: str = "fp32"
     variables: dict[str, Variable] = Field(default_factory=dict)
+    let: dict[str, Union[str, int, float]] = Field(default_factory=dict)  # named expressions, in order
     inputs: dict[str, Union[InputDef, list[Union[int, str]]]]
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list[dict[str, Any]]
@@ -244,8 +246,19 @@ def _check_names(spec: Spec) -> None:
     """Variable and block-parameter names must be plain ASCII identifiers (see :func:`check_name`)."""
     keys: list[tuple[tuple[str, ...], str, str]] = [(("variables", n), n, "variable name") for n in spec.variables]
     keys += [(("blocks", b, "params", n), n, "block parameter") for b, bd in spec.blocks.items() for n in bd.params]
+    keys += [(("let", n), n, "let name") for n in spec.let]
+    keys += [(("blocks", b, "let", n), n, "let name") for b, bd in spec.blocks.items() for n in bd.let]
     for key, name, what in keys:
         try:
             check_name(name, what)
         except ValueError as exc:
             raise SpecError(str(exc), path=spec.path, line=spec.line(*key)) from None
+    for name in spec.let:
+        if name in spec.variables:
+            raise SpecError(f"let: '{name}' is also a variable; give the expression another name",
+                            path=spec.path, line=spec.line("let", name))
+    for b, bd in spec.blocks.items():
+        for name in bd.let:
+            if name in bd.params:
+                raise SpecError(f"let: '{name}' is also a parameter of block '{b}'", path=spec.path,
+                                line=spec.line("blocks", b, "let", name))

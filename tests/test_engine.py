@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,3 +174,42 @@ def test_when_guards_its_shape_checks(tmp_path, run) -> None:
     path.write_text(MBV3_RESIDUAL.replace("STRIDE", "2").replace("default: 1.0", "default: 0.25"))
     code, _, err = run("formula", path)
     assert code == 2 and "exists only where its 'when' holds" in err and "layer 'add'" in err, err
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_let_names_expressions_in_order() -> None:
+    """Spec-level and block-level ``let:`` (hand count: width 0.5 -> c = ceil(32 x 0.5 / 8) x 8 = 16,
+    c2 = 32, the block's mid = 16)."""
+    from explorer.analysis import analyze
+    from explorer.spec import load_spec
+
+    a = analyze(load_spec(DATA / "let_and_block_args.yaml"), {"width": 0.5})
+    shapes = {r.name: r.output_shape for r in a.layers}
+    assert shapes == {"stem": [1, 16, 32, 32], "p.a": [1, 16, 32, 32], "p.b": [1, 32, 32, 32]}
+    assert a.totals["params"] == (3 * 9 * 16 + 16) + (16 * 9 * 16 + 16) + (16 * 32 + 32)
+
+
+def test_block_args_take_lists_words_and_earlier_params() -> None:
+    """``kernel: [1, 7]``, ``padding: same`` and a default ``expand: "4 * squeeze"``, against torch."""
+    torch = pytest.importorskip("torch")
+    from explorer.analysis import analyze
+    from explorer.spec import load_spec
+
+    a = analyze(load_spec(DATA / "block_args.yaml"))
+    first = torch.nn.Conv2d(8, 8, (1, 7), padding=(0, 3))  # expand = 4 * squeeze = 8
+    second = torch.nn.Conv2d(8, 2, 3, padding="same")
+    x = torch.randn(1, 8, 32, 32)
+    assert a.totals["params"] == sum(p.numel() for m in (first, second) for p in m.parameters())
+    assert a.layers[-1].output_shape == list(second(first(x)).shape)
+
+
+def test_let_clash_is_an_error(tmp_path) -> None:
+    from explorer.errors import SpecError
+    from explorer.spec import load_spec
+
+    path = tmp_path / "clash.yaml"
+    path.write_text((DATA / "let_and_block_args.yaml").read_text().replace('  c2: "2 * c"', '  width: "2"'))
+    with pytest.raises(SpecError, match="also a variable"):
+        load_spec(path)
