@@ -109,7 +109,14 @@ class CompiledModel:
         # the architecture: every tensor dim, varying repeat count and per-layer quantity (what every
         # metric is computed from; a repeat count or an attention's cached length changes no dim)
         self._identity = np.array(sorted({*used, *self.regs.counts} - set(self.program.consts)), dtype=np.intp)
-        self._projection = np.random.default_rng(0).standard_normal((2, len(self._identity)))
+        # sweeps tell architectures apart by their dims and repeat counts, plus the value of every
+        # variable the costs read that no dim or count shows (an attention's cached length: context)
+        shown: set[Any] = set()
+        for e in [*_distinct_dims(model), *_varying_counts(model)]:
+            shown |= ex.as_expr(e).free_symbols
+        read = {i for _, ins, _ in self.program.code for i in ins if i < len(self.names)}
+        self._hidden = np.array([i for i, n in enumerate(self.names) if i in read and symbols[n] not in shown],
+                                dtype=np.intp)
         deg = self.program.degree
         self.split = self.batch is not None and all(deg[r] in (0, 1) for r in used) and \
             all(deg[r] == 0 for r in self.regs.layers["count"] + self.regs.layers["k_count"] + self.regs.gates)
@@ -268,12 +275,9 @@ class CompiledModel:
         return metrics, valid, self._architectures(stage, inverse, batch)
 
     def _architectures(self, stage: _Stage, inverse: Any, batch: Any) -> Any:
-        """An id per configuration: equal when the tensor dims and varying repeat counts are equal
-        (exactly) and two random projections of every per-layer quantity are (equal quantities
-        project equally; different ones collide with probability zero)."""
-        parts = [x for pair in (stage["dims"], stage["counts"]) for x in pair if x is not None]
-        with np.errstate(invalid="ignore", over="ignore"):
-            parts += [np.einsum("kr,ru->ku", self._projection, x) for x in stage.take(self._identity) if x is not None]
+        """An id per configuration: equal when the tensor dims, the varying repeat counts and the
+        variables no dim shows (see ``_hidden``) are equal, and the batch."""
+        parts = [x for pair in (stage["dims"], stage["counts"], stage.take(self._hidden)) for x in pair if x is not None]
         table = np.concatenate(parts + [np.zeros((1, stage.u))], axis=0)
         _, cls = np.unique(_row_bytes(np.ascontiguousarray(table.T)), return_inverse=True)
         code = _take(cls.ravel(), inverse).astype(np.int64)
