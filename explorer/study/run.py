@@ -89,8 +89,14 @@ class Objective:
         return metrics, number, key
 
     def remember(self, trials: list[Any]) -> None:
-        """Seed the architecture cache from stored trials (on resume)."""
+        """Seed the architecture cache from stored trials (on resume). Only complete and pruned ones:
+        another worker may be writing a running trial's attributes one by one (journal storage), and
+        a failed trial may have been stopped half way."""
+        from optuna.trial import TrialState
+
         for t in trials:
+            if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+                continue
             info = t.user_attrs.get(ATTR)
             if info and "key" in info:
                 self.cache.setdefault(_key(info["key"]), (info.get("same_as", t.number), trial_metrics(t) or None))
