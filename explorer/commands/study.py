@@ -133,8 +133,11 @@ def _export_front(study: Any, output: Any, plot: Any, quiet: bool = False, every
 def front_table(study: Any, rows: list[dict[str, Any]], limit: int = 25) -> str:
     metric_cols = [o.metric for o in study.objectives] + [
         m for m in ("latency", "peak_memory", "params") if m not in [o.metric for o in study.objectives]]
-    fmt = {"latency": report.seconds, "peak_memory": lambda v: report.human(v, "B"),
-           "throughput": lambda v: f"{v:,.1f} /s", "utilization": lambda v: f"{100 * v:.1f} %"}
+    from explorer.study.evaluate import METRICS
+
+    by_dimension = {"time": report.seconds, "bytes": lambda v: report.human(v, "B"),
+                    "rate": lambda v: f"{v:,.1f} /s", "fraction": lambda v: f"{100 * v:.1f} %"}
+    fmt = {m: by_dimension[dim] for m, (_, dim) in METRICS.items() if dim in by_dimension}
     cols = [Column(v, v, align="<" if v == "target" else ">") for v in study.search] + \
         ([Column("target", "target", align="<")] if len(study.targets) > 1 else []) + \
         [Column(m, m, fmt.get(m, report.human)) for m in metric_cols]
