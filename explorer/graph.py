@@ -25,7 +25,7 @@ from explorer import expr as ex
 from explorer.errors import ExplorerError, SpecError, brief, did_you_mean
 from explorer.ops import ALIASES, REGISTRY, REQUIRED, Cost, OpCall, OpDef
 from explorer.ops.base import Shape, domain_problem, fmt_shape
-from explorer.spec import INTEGER_DTYPES, InputDef, Spec
+from explorer.spec import CLASS_NAME, INTEGER_DTYPES, InputDef, Spec
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -34,7 +34,23 @@ MAX_REPEAT = 10_000
 MAX_NODES = 200_000
 MAX_NAME = 200  # characters in a layer name (names appear in every message about the layer)
 ONE = sympy.Integer(1)
-_LAYER_KEYS = {"name", "op", "block", "inputs", "when", "repeat", "loop", "args"}
+_LAYER_KEYS = {"name", "op", "block", "inputs", "when", "repeat", "loop", "args", "called", "module", "shares"}
+_TORCH_KEYS = ("called", "module", "shares")  # how the torch model runs an op layer (no effect on costs)
+CALLED = ("module", "functional")
+
+
+@dataclass(frozen=True)
+class TorchCall:
+    """How the PyTorch model behind a spec runs a layer: what module-hooking counters see.
+
+    It changes no cost; the conventions (thop, ptflops, torchsummary...) read it, see
+    docs/spec-language.md#how-the-torch-model-calls-a-layer.
+    """
+
+    functional: bool = False  # called as a function (torch.nn.functional, a tensor op), no module of its own
+    module: str | None = None  # a module of this class (a subclass of the op's torch class), not the class itself
+    shares: str | None = None  # the path of an earlier layer whose module instance this layer calls again
+    closes: tuple[str, ...] = ()  # container module classes (blocks with 'module:') whose forward ends here
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class Layer:
     cost: Cost
     count: Any = ONE  # multiplicity: 1, n - 1 for a repeat representative, 0/1 for a symbolic `when`
     line: int | None = None
+    torch: TorchCall = TorchCall()
 
     @property
     def shape(self) -> Shape:
@@ -444,6 +461,10 @@ class _Builder:
         if scope.depth > 32:
             raise SpecError("blocks nest more than 32 deep (a block that uses itself?)")
         block = self.spec.blocks[bname]
+        for k in _TORCH_KEYS:
+            if k in d:
+                raise SpecError(f"'{k}' is for op layers; the torch class of a whole block goes on its definition "
+                                f"('module:' under blocks: {bname}:)")
         extra = set(d) - _LAYER_KEYS
         if extra:
             word = sorted(extra)[0]
@@ -483,7 +504,11 @@ class _Builder:
             raise SpecError(f"block '{bname}' takes {len(block.inputs)} input(s) {block.inputs}, got {len(sources)}")
         inner = _Scope(path + ".", params, dict(zip(block.inputs, ([s] for s in sources))),
                        ("blocks", bname, "layers"), count, [sources[0]], depth=scope.depth + 1, raw=raw)
+        before = len(self.layers)
         self._expand_list(block.layers, inner)
+        if block.module is not None and len(self.layers) > before:  # torchsummary lists the container after it
+            last = self.layers[-1]
+            last.torch = replace(last.torch, closes=(*last.torch.closes, block.module))
         if block.output is None:
             assert inner.last is not None
             return inner.last
@@ -522,8 +547,45 @@ class _Builder:
             out_dtype = dtypes[0]
         layer = Layer(path, opdef.name, opdef.category, sources, shapes, result.outputs, dtypes, out_dtype,
                       attrs, result.cost, count, self.spec.line(*key))
+        layer.torch = self._torch_call(d, layer, scope, key)
         self._add(layer)
         return [Ref(path, k) for k in range(len(result.outputs))]
+
+    def _torch_call(self, d: dict[str, Any], layer: Layer, scope: _Scope, key: tuple[Any, ...]) -> TorchCall:
+        """``called:``, ``module:`` and ``shares:`` of an op layer, checked."""
+        if not any(k in d for k in _TORCH_KEYS):
+            return TorchCall()
+
+        def bad(k: str, message: str) -> SpecError:
+            return SpecError(f"'{k}': {message}", path=self.spec.path, line=self.spec.line(*key, k))
+
+        called = d.get("called", "module")
+        if called not in CALLED:
+            raise bad("called", f"must be one of {list(CALLED)}, got {brief(called)}{did_you_mean(str(called), CALLED)}")
+        module = d.get("module")
+        if module is not None and (not isinstance(module, str) or not CLASS_NAME.fullmatch(module)):
+            raise bad("module", f"a torch module class name (LayerNorm2d, torch.nn.ReLU), got {brief(module)}")
+        if called == "functional" and module is not None:
+            raise bad("module", f"a layer called as a function is no module, got module: {module} with called: "
+                      "functional")
+        shares = None
+        if d.get("shares") is not None:
+            if called == "functional":
+                raise bad("shares", "a layer called as a function has no module to share")
+            other = self.node(self._ref(str(d["shares"]), scope, (*key, "shares"), d.get("name")).node)
+            if other.op != layer.op or other.torch.functional:
+                what = "a function call" if other.torch.functional else f"a {other.op} layer"
+                raise bad("shares", f"'{d['shares']}' is {what}; a shared module is an earlier {layer.op} layer")
+            if other.torch.module != module:
+                raise bad("shares", f"'{d['shares']}' is a module of class {other.torch.module or 'default'}, "
+                          f"this layer of {module or 'default'}")
+            for who in (layer, other):
+                if who.cost.params != 0:
+                    raise bad("shares", f"layer '{who.path}' has parameters ({who.cost.params}); only modules "
+                              "without weights can be shared here (weights would be counted twice); share "
+                              "weights with the op's weight reference instead")
+            shares = other.torch.shares or other.path  # the first call's path: one name per module instance
+        return TorchCall(functional=called == "functional", module=module, shares=shares)
 
     def _add(self, layer: Layer) -> None:
         if layer.path in self.nodes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Union
@@ -31,6 +32,7 @@ _COUNTED = yamlfile.Counted((("layers",), ("blocks", "*", "layers")), MAX_LAYER_
 
 MAX_NUMBER = 10**30  # largest |value| of a variable's default, bounds, step or choices (as expressions)
 # Constants of the expression language: a variable of that name would shadow them.
+CLASS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,7}")  # a torch module class
 RESERVED = frozenset({"True", "False", "true", "false", "None"})
 
 
@@ -167,6 +169,14 @@ class BlockDef(_Strict):
     layers: list[dict[str, Any]]
     output: Union[str, list[str], None] = None
     description: str = ""
+    module: str | None = None  # the torch container class of each instance (torchsummary lists it)
+
+    @field_validator("module")
+    @classmethod
+    def _module(cls, v: str | None) -> str | None:
+        if v is not None and not CLASS_NAME.fullmatch(v):
+            raise ValueError(f"a torch module class name (Bottleneck, torchvision.models.resnet.Bottleneck), got {v!r}")
+        return v
 
 
 class Spec(_Strict):

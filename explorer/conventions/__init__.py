@@ -34,7 +34,6 @@ from explorer.conventions import (
 )
 from explorer.conventions.base import Convention, Ctx, Number, Rule, View, as_json_number, plain
 from explorer.conventions.compare import compare
-from explorer.conventions.torchvision import mark
 from explorer.cost import exact as exact_value
 from explorer.cost import substitution
 from explorer.errors import ExplorerError, did_you_mean
@@ -76,15 +75,40 @@ def views(analysis: Analysis) -> tuple[list[View], Ctx]:
         return tuple(int(exact_value(d, subs)) for d in shape)
 
     out = []
+    last_call: dict[str, View] = {}  # module instance (its first layer's path) -> its latest call so far
     for layer in model.layers:
         attrs = {k: plain(exact_value(v, subs)) if hasattr(v, "xreplace") else plain(v)
                  for k, v in layer.attrs.items()}
-        out.append(View(layer.path, layer.op, layer.category, [ints(s) for s in layer.in_shapes],
-                        [ints(s) for s in layer.out_shapes], attrs,
-                        int(exact_value(layer.cost.macs, subs)), int(exact_value(layer.cost.flops, subs))))
-    facts = mark(out, analysis.spec)
+        how = layer.torch
+        v = View(layer.path, layer.op, layer.category, [ints(s) for s in layer.in_shapes],
+                 [ints(s) for s in layer.out_shapes], attrs,
+                 int(exact_value(layer.cost.macs, subs)), int(exact_value(layer.cost.flops, subs)),
+                 functional=how.functional, module=how.module, closes=how.closes)
+        instance = how.shares or layer.path
+        if instance in last_call:  # the module is called again: the earlier call is overwritten (torchstat)
+            last_call[instance].reused = True
+        last_call[instance] = v
+        out.append(v)
     first = next(iter(model.inputs.values()))
-    return out, Ctx(batch=ints(first.out_shapes[0])[0], facts=facts)
+    return out, Ctx(batch=ints(first.out_shapes[0])[0], facts=_facts(model))
+
+
+def _facts(model: Any) -> list[str]:
+    """What the spec says about how its torch model calls layers, for the notes of a comparison."""
+    functional = sum(1 for layer in model.layers if layer.torch.functional)
+    modules = sorted({layer.torch.module for layer in model.layers if layer.torch.module})
+    shared = sum(1 for layer in model.layers if layer.torch.shares)
+    out = []
+    if functional:
+        out.append(f"torch model: {functional} layer(s) called as functions (called: functional): "
+                   "module hooks do not see them")
+    if modules:
+        out.append(f"torch model: module subclasses {', '.join(modules)} (module:): tools that match exact "
+                   "types (thop, ptflops) do not count them")
+    if shared:
+        out.append(f"torch model: {shared} call(s) of a module already called (shares:): torchstat and flopth "
+                   "keep the last call only")
+    return out
 
 
 def _scaled(raw: Any, k: int) -> Any:
@@ -95,7 +119,7 @@ def _apply(table: Any, conv: Convention, vs: list[View], counts: list[int], ctx:
     raws = []
     for v, k in zip(vs, counts):
         rule: Rule = table[v.op]
-        if k and (conv.sees_functional or not v.functional):
+        if k and (conv.sees_functional or not v.functional) and (v.exact_type or not conv.exact_types):
             raws.append(_scaled(rule.fn(v, ctx), k))
         else:  # not executed, or invisible to a tool that only hooks modules: zero of the right type
             raws.append(_scaled(rule.fn(v, Ctx(ctx.batch)), 0))

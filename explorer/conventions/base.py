@@ -34,9 +34,18 @@ class View:
     attrs: dict[str, Any]
     macs: int = 0  # explorer's own counts for one instance (the `explorer` convention)
     flops: int = 0
-    functional: bool = False  # the torch model calls it as torch.nn.functional, not as a module
+    functional: bool = False  # the torch model calls it as a function (torch.nn.functional), not as a module
+    module: str | None = None  # the spec's ``module:``: a subclass of the op's torch class (LayerNorm2d)
     reused: bool = False  # the same torch module is called again later in the forward
     closes: tuple[str, ...] = ()  # torch container modules (not nn.Sequential) whose output this layer is
+
+    @property
+    def exact_type(self) -> bool:
+        """A module of the op's own torch class: what tools that look modules up by exact type
+        (``type(m) in registry``: thop, ptflops) recognise. Functional calls and subclasses are not."""
+        if self.functional:
+            return False
+        return self.module is None or self.module.rsplit(".", 1)[-1] == standard_class(self)
 
     @property
     def x(self) -> tuple[int, ...]:
@@ -124,13 +133,41 @@ class View:
         return self.numel_y * self.x[-1]
 
 
+# explorer op -> the torch module class the op is by default (ops absent are no module: tensor operations)
+CLASSES = {
+    "conv2d": "Conv2d", "conv_transpose2d": "ConvTranspose2d", "linear": "Linear", "layernorm": "LayerNorm",
+    "groupnorm": "GroupNorm", "relu": "ReLU", "relu6": "ReLU6", "leaky_relu": "LeakyReLU", "sigmoid": "Sigmoid",
+    "tanh": "Tanh", "silu": "SiLU", "hardsigmoid": "Hardsigmoid", "hardswish": "Hardswish", "gelu": "GELU",
+    "softmax": "Softmax", "maxpool": "MaxPool2d", "avgpool": "AvgPool2d", "adaptive_avgpool": "AdaptiveAvgPool2d",
+    "adaptive_maxpool": "AdaptiveMaxPool2d", "upsample": "Upsample", "dropout": "Dropout", "identity": "Identity",
+    "embedding": "Embedding", "attention": "MultiheadAttention",
+}
+
+
+def standard_class(v: View) -> str | None:
+    """The torch class an op layer is by default (BatchNorm2d for a 4-D batchnorm), None for tensor ops."""
+    if v.op == "batchnorm":
+        return f"BatchNorm{len(v.x) - 2}d" if len(v.x) > 2 else "BatchNorm1d"
+    return CLASSES.get(v.op)
+
+
+def module_class(v: View) -> str | None:
+    """The class name of the module the layer is (the spec's ``module:`` or the op's own class), or
+    None when it is no module (a function call, a tensor operation)."""
+    if v.functional:
+        return None
+    if v.module is not None:
+        return v.module.rsplit(".", 1)[-1]
+    return standard_class(v)
+
+
 @dataclass
 class Ctx:
     """What a whole model run shares: the batch the tool sees, and warnings or a tool failure."""
 
     batch: int
     errors: dict[str, str] = field(default_factory=dict)  # why the tool raises -> first layer where
-    facts: list[str] = field(default_factory=list)  # how the torch model calls its layers (torchvision.py)
+    facts: list[str] = field(default_factory=list)  # how the torch model calls its layers (the spec's called/module)
 
     def fail(self, message: str, layer: str) -> int:
         """The tool raises on this model: record why; the layer counts 0 and the tool has no total."""
@@ -211,6 +248,7 @@ class Convention:
     table: Mapping[str, Rule]
     extra: Mapping[str, Mapping[str, Rule]] = field(default_factory=dict)  # secondary numbers (MAdd...)
     sees_functional: bool = True  # False: module hooks only, torch.nn.functional calls count 0
+    exact_types: bool = False  # True: modules looked up by exact type (thop): subclasses count 0 too
     combine: Callable[[Any, View, Ctx], Number] | None = None  # raw formula value -> layer count
     face: Callable[[Any, View, Ctx], Number] | None = None  # raw -> layer count before global adjustments
     total: Callable[[list[Any], Ctx, list[View]], int] | None = None  # raw values -> the printed total

@@ -100,7 +100,7 @@ def _parts(raw: tuple[int, float] | int) -> tuple[int, float]:
 
 def _combine(raw: tuple[int, float], v: View, c: Ctx) -> Fraction | float:
     module, functional = _parts(raw)
-    if v.functional:  # called as torch.nn.functional: no module, no hook
+    if not v.exact_type:  # a function call (no module) or a subclass: type(m) not in MODULES_MAPPING, no hook
         module = 0
     share = Fraction(module, c.batch)
     return share + functional if not isinstance(functional, float) else float(share) + functional
@@ -109,12 +109,12 @@ def _combine(raw: tuple[int, float], v: View, c: Ctx) -> Fraction | float:
 def _face(raw: tuple[int, float], v: View, c: Ctx) -> int | float:
     """The layer's count at the full batch: module part (when a module) + functional part."""
     module, functional = _parts(raw)
-    return (0 if v.functional else module) + functional
+    return (module if v.exact_type else 0) + functional
 
 
 def _split(raws: list[tuple[int, float]], views: list[View]) -> tuple[int, float]:
     parts = [_parts(r) for r in raws]
-    return sum(0 if v.functional else p[0] for p, v in zip(parts, views)), sum(p[1] for p in parts)
+    return sum(p[0] if v.exact_type else 0 for p, v in zip(parts, views)), sum(p[1] for p in parts)
 
 
 def _total(raws: list[tuple[int, float]], c: Ctx, views: list[View]) -> int:

@@ -71,6 +71,6 @@ CONVENTION = Convention(
     name="thop", tool="thop.profile(model, inputs=(x,))[0]", version="0.1.1.post2209072238",
     source="thop/profile.py: register_hooks; thop/vision/basic_hooks.py: count_convNd, count_normalization, "
            "count_linear, count_softmax, count_avgpool, count_adap_avgpool, count_upsample",
-    unit="MACs", ours="macs", table=TABLE, sees_functional=False,
+    unit="MACs", ours="macs", table=TABLE, sees_functional=False, exact_types=True,
     summary="MACs of conv and linear (bias ignored); norms 4 per element; hooks on exact module types only",
 )

@@ -18,32 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from explorer.conventions.base import LLM, Convention, Ctx, Rule, View, not_modelled, zeros
+from explorer.conventions.base import LLM, Convention, Ctx, Rule, View, module_class, not_modelled, zeros
 
 if TYPE_CHECKING:
     from explorer.analysis import Analysis
 
 MB = 1024**2
-
-# explorer op -> the torch module class torchsummary prints (ops absent are not modules: no row)
-CLASSES = {
-    "conv2d": "Conv2d", "conv_transpose2d": "ConvTranspose2d", "linear": "Linear", "layernorm": "LayerNorm",
-    "groupnorm": "GroupNorm", "relu": "ReLU", "relu6": "ReLU6", "leaky_relu": "LeakyReLU", "sigmoid": "Sigmoid",
-    "tanh": "Tanh", "silu": "SiLU", "hardsigmoid": "Hardsigmoid", "hardswish": "Hardswish", "gelu": "GELU",
-    "softmax": "Softmax", "maxpool": "MaxPool2d", "avgpool": "AvgPool2d", "adaptive_avgpool": "AdaptiveAvgPool2d",
-    "adaptive_maxpool": "AdaptiveMaxPool2d", "upsample": "Upsample", "dropout": "Dropout", "identity": "Identity",
-    "embedding": "Embedding", "attention": "MultiheadAttention",
-}
-
-
-def module_class(v: View) -> str | None:
-    """The class name of the module the layer is, or None when it is no module (functional, tensor op)."""
-    if v.functional:
-        return None
-    if v.op == "batchnorm":
-        return f"BatchNorm{len(v.x) - 2}d" if len(v.x) > 2 else "BatchNorm1d"
-    return CLASSES.get(v.op)
-
 
 def _weight_bias(v: View, c: Ctx) -> int:
     return v.weight_numel + (v.y[1] if v.op.startswith("conv") else v.y[-1]) * v.bias
