@@ -572,7 +572,14 @@ class _Builder:
         if d.get("shares") is not None:
             if called == "functional":
                 raise bad("shares", "a layer called as a function has no module to share")
-            other = self.node(self._ref(str(d["shares"]), scope, (*key, "shares"), d.get("name")).node)
+            target = str(d["shares"])
+            if target not in scope.tensors or target == d.get("name"):
+                raise bad("shares", f"no earlier layer '{target}' here{did_you_mean(target, scope.tensors)}; "
+                          "'shares' names an earlier layer of the same block")
+            other = self.node(scope.tensors[target][0].node)
+            if not other.path.startswith(scope.prefix):
+                raise bad("shares", f"'{target}' is an input of this block; 'shares' names an earlier layer of the "
+                          "same block")
             if other.op != layer.op or other.torch.functional:
                 what = "a function call" if other.torch.functional else f"a {other.op} layer"
                 raise bad("shares", f"'{d['shares']}' is {what}; a shared module is an earlier {layer.op} layer")

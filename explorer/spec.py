@@ -175,7 +175,7 @@ class BlockDef(_Strict):
     @classmethod
     def _module(cls, v: str | None) -> str | None:
         if v is not None and not CLASS_NAME.fullmatch(v):
-            raise ValueError(f"a torch module class name (Bottleneck, torchvision.models.resnet.Bottleneck), got {v!r}")
+            raise ValueError("a torch module class name (Bottleneck, torchvision.models.resnet.Bottleneck)")
         return v
 
 

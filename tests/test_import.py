@@ -171,6 +171,66 @@ def test_layer_names_come_from_module_paths() -> None:
     assert "source: torchvision.models:resnet18" in text
 
 
+# -- how the model calls its layers: module-hooking tools (issue 12, item 13) -------------------------
+
+FUNCTIONAL = json.loads((DATA / "functional_counts.json").read_text())["rows"]
+TRACE_AT = {"inception_v3": 96}  # Inception-v3 needs at least 75 pixels
+
+
+@functools.cache
+def imported_for_tools(name: str, kwargs: str) -> Imported:
+    if name in MODELS and json.dumps(MODELS[name][0]) == kwargs:
+        return imported(name)
+    size = TRACE_AT.get(name, TRACED)
+    return import_model(f"torchvision.models:{name}", inputs=[("x", (1, 3, size, size))],
+                        kwargs=kwargs if kwargs != "{}" else None)
+
+
+@pytest.mark.parametrize("row", FUNCTIONAL, ids=lambda r: f"{r['model']}-{r['resolution']}-b{r['batch']}")
+def test_module_hooking_tools_on_functional_calls_and_subclasses(row: dict[str, Any]) -> None:
+    """thop, ptflops and torchinfo as measured on the torchvision models (tests/data/make_functional_refs.py):
+    GoogLeNet and Inception-v3 call F.relu / F.avg_pool2d / F.max_pool2d, DenseNet F.relu and
+    F.adaptive_avg_pool2d, ConvNeXt's LayerNorm2d subclasses nn.LayerNorm. The imported spec says so
+    (called: functional, module: LayerNorm2d) and the conventions reproduce every total exactly."""
+    text = imported_for_tools(row["model"], json.dumps(row["kwargs"])).text
+    a = explorer.analyze(explorer.loads_spec(text, path=f"{row['model']}.yaml"),
+                         {"resolution": row["resolution"], "batch": row["batch"]})
+    assert a.totals["params"] == row["params"]
+    assert evaluate(a, "thop").total == int(row["thop_macs"])
+    assert evaluate(a, "ptflops").total == int(row["ptflops_pytorch_macs"])
+    assert evaluate(a, "torchinfo").total == row["torchinfo_mult_adds"]
+
+
+@pytest.mark.parametrize("name,marks,tools", [
+    ("googlenet", ["called: functional"], ["ptflops"]),  # thop counts no ReLU, module or not
+    ("inception_v3", ["called: functional"], ["thop", "ptflops"]),
+    ("convnext_tiny", ["module: LayerNorm2d"], ["thop", "ptflops"])])
+def test_without_the_marks_the_tools_disagree(name: str, marks: list[str], tools: list[str]) -> None:
+    row = next(r for r in FUNCTIONAL if r["model"] == name and r["batch"] == 1)
+    text = imported_for_tools(name, json.dumps(row["kwargs"])).text
+    for mark in marks:
+        assert mark in text
+        text = text.replace(", " + mark, "")
+    a = explorer.analyze(explorer.loads_spec(text, path=f"{name}.yaml"), {"resolution": row["resolution"]})
+    keys = {"thop": "thop_macs", "ptflops": "ptflops_pytorch_macs"}
+    for tool in tools:
+        assert evaluate(a, tool).total != int(row[keys[tool]]), tool
+
+
+def test_resnet_import_says_what_the_hand_written_spec_says() -> None:
+    """One nn.ReLU called twice per BasicBlock (shares:), the block a container module (module:):
+    torchsummary's rows, torchstat's and flopth's last-call counts equal the bundled spec's."""
+    from explorer.conventions.torchsummary import summary
+
+    text = imported("resnet18").text
+    assert "{name: relu_1, op: relu, shares: relu}" in text and "    module: BasicBlock" in text
+    mine = explorer.analyze(spec("resnet18"), {"resolution": 224})
+    theirs = explorer.analyze(explorer.load_spec("resnet18"), {"resolution": 224})
+    assert [(r.key, r.params) for r in summary(mine).rows] == [(r.key, r.params) for r in summary(theirs).rows]
+    for tool in ("torchstat", "flopth", "thop", "ptflops"):
+        assert evaluate(mine, tool).total == evaluate(theirs, tool).total, tool
+
+
 def test_a_fixed_input_size_is_said() -> None:
     """ViT asserts its input size, so torch.export specializes it; the spec keeps resolution and
     sizes the positional embedding from the token count (checked at 96 and 128 above)."""

@@ -35,6 +35,7 @@ class Block:
     layers: list[Node]
     output: str
     params: list[str] = field(default_factory=list)
+    module: str | None = None  # the container class each instance is (spec 'module:'), None for a leaf module
 
 
 @dataclass
@@ -118,10 +119,13 @@ def _instance(nodes: Sequence[Node], path: tuple[str, ...], start: int, end: int
     local = {n.name: _readable(_local(n.name, prefix), n.op) for n in body}
     if len(set(local.values())) != len(local):
         return None
+    if any(n.attrs.get("shares") is not None and n.attrs["shares"] not in inside for n in body) or any(
+            n.attrs.get("shares") in inside for n in (*nodes[:start], *nodes[end:])):
+        return None  # a module instance called both inside and outside: 'shares' must name a layer in scope
     names = ["input"] + [f"input{k}" for k in range(1, len(inputs))]
     outside = dict(zip(inputs, names, strict=True))
-    renamed = [Node(local[n.name], n.op, [_rename(r, local, outside) for r in n.inputs], dict(n.attrs), n.scope,
-                    n.classes) for n in body]
+    renamed = [Node(local[n.name], n.op, [_rename(r, local, outside) for r in n.inputs], _local_attrs(n.attrs, local),
+                    n.scope, n.classes) for n in body]
     values = {(k, key): v for k, n in enumerate(renamed) for key, v in n.attrs.items() if _scalar(v)}
     shape = [[n.name, n.op, n.inputs, {k: ("#" if _scalar(v) else v) for k, v in n.attrs.items()}] for n in renamed]
     signature = json.dumps([*shape, local[exits[0]]], sort_keys=True, default=str)
@@ -129,6 +133,13 @@ def _instance(nodes: Sequence[Node], path: tuple[str, ...], start: int, end: int
     if cls in CONTAINERS:
         return None
     return _Instance(path, cls, start, end, inputs, exits[0], signature, renamed, values)
+
+
+def _local_attrs(attrs: dict[str, Any], local: dict[str, str]) -> dict[str, Any]:
+    """A layer's attributes inside a block: ``shares:`` names the block's own layer."""
+    if attrs.get("shares") is None:
+        return dict(attrs)
+    return {**attrs, "shares": local[attrs["shares"]]}
 
 
 def _scalar(value: Any) -> bool:
@@ -228,8 +239,12 @@ def _block(name: str, members: list[_Instance], params: dict[Position, str]) -> 
         attrs = {key: (params[(k, key)] if (k, key) in params else v) for key, v in node.attrs.items()}
         layers.append(Node(node.name, node.op, node.inputs, attrs, node.scope, node.classes))
     where = ", ".join(".".join(m.path) for m in members[:3]) + (" ..." if len(members) > 3 else "")
+    # The instance's module is a container (a row of its own in torchsummary) unless it is itself the module
+    # of one of its layers (LayerNorm2d: permute, layernorm with module: LayerNorm2d, permute).
+    leaf = any(n.scope == first.path and "module" in n.attrs for n in first.body)
     return Block(name, f"{first.cls} ({where})", ["input"] + [f"input{k}" for k in range(1, len(first.inputs))],
-                 layers, _local_output(first), list(dict.fromkeys(params.values())))
+                 layers, _local_output(first), list(dict.fromkeys(params.values())),
+                 None if leaf or first.cls == "block" else first.cls)
 
 
 def _local_output(inst: _Instance) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from explorer.errors import ExplorerError
 from explorer.importers.aten import UNEXPECTED, Emit, merged_range, pair, trim
-from explorer.importers.ir import Dim, Graph, Names, Node, Unknown, Variable, ident
+from explorer.importers.ir import Calls, Dim, Graph, Names, Node, Unknown, Variable, ident
 
 ModuleHandler = Callable[[Any, "_FxWalker", Any], "Emit | None"]
 MODULES: dict[str, ModuleHandler] = {}
@@ -61,6 +61,7 @@ class _FxWalker:
         self.unknown_at: dict[str, list[str]] = {}
         self.fixed: dict[str, list[Dim]] = {}
         self.current: Any = None
+        self.calls = Calls()
 
     def run(self, source: str) -> Graph:
         graph_inputs: dict[str, list[Dim]] = {}
@@ -131,7 +132,9 @@ class _FxWalker:
             self._unknown(node, key, path)
             return
         name = self.names.layer(path, emit.op, True) if path else self.names.make(node.name)
-        self.nodes.append(Node(name, emit.op, emit.inputs, emit.attrs, path[:-1] if path else (), ()))
+        owner = self.modules[node.target] if node.op == "call_module" else None  # fx: no module of a function
+        attrs = {**emit.attrs, **self.calls.attrs(emit.op, owner, name)}
+        self.nodes.append(Node(name, emit.op, emit.inputs, attrs, path[:-1] if path else (), ()))
         self.refs[node.name] = name
 
     def _unknown(self, node: Any, key: str, path: tuple[str, ...]) -> None:

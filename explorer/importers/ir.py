@@ -99,3 +99,39 @@ def ident(text: str) -> str:
     name = re.sub(r"[^0-9A-Za-z_]+", "_", text).strip("_")
     name = re.sub(r"_+", "_", name)
     return f"l{name}" if name[:1].isdigit() else name
+
+
+class Calls:
+    """How the model calls each layer, for the spec's ``called:``, ``module:`` and ``shares:`` keys
+    (docs/spec-language.md): module-hooking counters (thop, ptflops, torchstat...) see only modules.
+
+    An op with a torch module class of its own (conv2d: nn.Conv2d, relu: nn.ReLU) is a module call
+    when the module that runs it is an instance of that class: nothing to write for the class itself,
+    ``module: LayerNorm2d`` for a subclass, ``shares: relu`` when the same module instance (one
+    without weights) ran before. Anywhere else it is a function call inside another module's
+    forward (``F.relu`` in GoogLeNet's BasicConv2d): ``called: functional``.
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[int, str], str] = {}  # (module instance, op) -> the layer of its first call
+
+    def attrs(self, op: str, module: Any, name: str) -> dict[str, Any]:
+        import torch.nn as nn
+
+        from explorer.conventions.base import CLASSES
+
+        names = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d") if op == "batchnorm" else (CLASSES.get(op),)
+        bases = tuple(getattr(nn, n) for n in names if n is not None and hasattr(nn, n))
+        if not bases:
+            return {}
+        if not isinstance(module, bases):
+            return {"called": "functional"}
+        out: dict[str, Any] = {}
+        cls = type(module)
+        if cls not in bases:
+            out["module"] = cls.__name__
+        key = (id(module), op)
+        if key in self.first and not any(True for _ in module.parameters()):
+            out["shares"] = self.first[key]
+        self.first.setdefault(key, name)
+        return out

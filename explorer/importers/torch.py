@@ -18,7 +18,7 @@ from typing import Any
 
 from explorer.errors import ExplorerError
 from explorer.importers import aten as table
-from explorer.importers.ir import Dim, Graph, Names, Node, Unknown, Variable, ident
+from explorer.importers.ir import Calls, Dim, Graph, Names, Node, Unknown, Variable, ident
 from explorer.importers.symbolic import expression
 
 MHA = "MultiheadAttention"
@@ -157,6 +157,7 @@ class _Walker:
         self.scope: Scope = Scope((), (), False)
         self.unused: list[str] = []
         self.fixed: dict[str, list[Dim]] = {}  # inputs whose size the model fixed (torch specialized it)
+        self.calls = Calls()
 
     # -- the walk ---------------------------------------------------------------------------------
 
@@ -229,7 +230,9 @@ class _Walker:
     def _emit(self, node: Any, emit: table.Emit, key: str) -> None:
         path, classes, leaf = self.scope
         name = self.names.layer(path, emit.op, leaf)
-        self.nodes.append(Node(name, emit.op, emit.inputs, emit.attrs, path, classes))
+        module = self.model.get_submodule(".".join(path)) if path else self.model
+        attrs = {**emit.attrs, **self.calls.attrs(emit.op, module, name)}
+        self.nodes.append(Node(name, emit.op, emit.inputs, attrs, path, classes))
         self.refs[node.name] = name
 
     def _unknown(self, node: Any, key: str) -> None:

@@ -36,6 +36,8 @@ def _block(block: Block) -> list[str]:
     lines = [f"  {block.name}:"]
     if block.description:
         lines.append(f"    description: {_flow(block.description)}")
+    if block.module:
+        lines.append(f"    module: {_flow(block.module)}")
     if block.params:
         lines.append(f"    params: {_flow({p: None for p in block.params})}")
     if block.inputs != ["input"]:
