@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from explorer import analyze
+from explorer import Analysis, analyze
 from explorer.conventions import count_layers, evaluate, views
 from explorer.conventions.torchsummary import summary
 from explorer.spec import loads_spec
@@ -41,7 +41,7 @@ CONV = N * C * H * W * C * 9  # 3x3 conv MACs
 CONV1 = N * C * H * W * C  # 1x1 conv MACs
 
 
-def _analysis():  # type: ignore[no-untyped-def]
+def _analysis() -> Analysis:
     return analyze(loads_spec(SPEC, path="calls.yaml"))
 
 
