@@ -101,15 +101,19 @@ def tiny(layer: dict, pre: list) -> object:
 
 
 def counted(bridge: object) -> tuple[int, dict[str, list[list[int]]]]:
-    """Run under FlopCounterMode: (total FLOPs, output shapes per layer path)."""
+    """Run under FlopCounterMode: (total FLOPs, output shapes per layer path). The shapes come from a
+    separate run (module hooks would not see ``called: functional`` layers, and a ``shares:`` module
+    is one module for two paths)."""
     shapes: dict[str, list[list[int]]] = {}
-    hooks = [bridge.module.layer(p).register_forward_hook(
-        lambda m, i, o, p=p: shapes.__setitem__(p, [list(t.shape) for t in (o if isinstance(o, tuple) else (o,))]))
-        for p in bridge.layers]
+
+    def record(path: str, fn: object) -> None:
+        o = fn()  # type: ignore[operator]
+        shapes[path] = [list(t.shape) for t in (o if isinstance(o, tuple) else (o,))]
+
+    with torch.inference_mode():
+        bridge.module.run(*bridge.inputs, on_layer=record)
     with torch.inference_mode(), FlopCounterMode(display=False) as fc:
         bridge.module(*bridge.inputs)
-    for h in hooks:
-        h.remove()
     return fc.get_total_flops(), shapes
 
 
@@ -188,7 +192,10 @@ def test_tied_linear_shares_the_embedding_weight() -> None:
 def test_buffers_are_not_parameters() -> None:
     bridge = to_module(tiny({"op": "batchnorm", "affine": False}, []))
     assert list(bridge.module.parameters()) == []
-    assert {n.rsplit(".", 1)[-1] for n, _ in bridge.module.named_buffers()} == {"running_mean", "running_var"}
+    # nn.BatchNorm2d, as in torchvision: its running statistics and its step counter are buffers
+    assert {n.rsplit(".", 1)[-1] for n, _ in bridge.module.named_buffers()} == {"running_mean", "running_var",
+                                                                               "num_batches_tracked"}
+    assert type(bridge.module.layer("L")) is torch.nn.BatchNorm2d
 
 
 def test_seeded_weights_and_inputs() -> None:

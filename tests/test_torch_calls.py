@@ -102,3 +102,26 @@ def test_bundled_resnet50_lists_each_bottleneck_once() -> None:
 
     rows = summary(analyze(load_spec("resnet50"))).rows
     assert sum(r.key.startswith("Bottleneck-") for r in rows) == 3 + 4 + 6 + 3
+
+
+def test_the_bridge_calls_layers_as_the_spec_says() -> None:
+    """The spec's PyTorch module: a subclass named by ``module:``, one instance for ``shares:``, and a
+    ``called: functional`` layer that no module hook sees (as thop's or torchinfo's hooks would not)."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from explorer.torch import to_module
+
+    bridge = to_module(loads_spec(SPEC, path="calls.yaml"))
+    graph = bridge.module
+    norm = graph.layer("norm")
+    assert type(norm).__name__ == "LayerNorm2d" and isinstance(norm, torch.nn.LayerNorm)
+    assert type(norm) is not torch.nn.LayerNorm
+    assert graph.layer("u.act2") is graph.layer("u.act")
+    seen: list[str] = []
+    for path in ("u.conv", "u.act", "f_relu", "norm", "pool"):
+        graph.layer(path).register_forward_hook(lambda m, i, o, path=path: seen.append(path))
+    with torch.no_grad():
+        out = graph(*bridge.inputs)
+    assert seen == ["u.conv", "u.act", "u.act", "norm"]  # f_relu and pool are function calls
+    assert tuple(out.shape) == (N, C, 1, 1)

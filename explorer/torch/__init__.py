@@ -76,6 +76,7 @@ def to_module(spec: Spec, values: Mapping[str, Any] | None = None, *, dtype: str
         torch.manual_seed(seed)
         modules = {layer.path: _build_layer(model, layer, builders) for layer in model.layers}
         tie_weights(model, modules)
+        call_as_the_spec_says(model, modules)
         graph = GraphModule(model, modules)
         inputs = example_inputs(model, dtype)
     graph = graph.to(device=device, dtype=torch_dtype(dtype)).eval()
@@ -130,6 +131,29 @@ def tie_weights(model: Model, modules: dict[str, nn.Module]) -> None:
                             f"{want[1]} -> {want[0]} needs {list(want)}", path=model.spec.path,
                             line=layer.line, layer=layer.path)
         modules[layer.path].weight = weight
+
+
+def call_as_the_spec_says(model: Model, modules: dict[str, nn.Module]) -> None:
+    """``module: LayerNorm2d``: the layer's module becomes an instance of a subclass of that name (tools
+    that match exact types skip it); ``shares: relu1``: the layer is the very module of ``relu1``."""
+    for layer in model.layers:
+        how = layer.torch
+        if how.shares:
+            modules[layer.path] = modules[how.shares]
+        elif how.module:
+            module = modules[layer.path]
+            module.__class__ = _subclass(how.module.rsplit(".", 1)[-1], type(module))
+
+
+_SUBCLASSES: dict[tuple[str, type], type] = {}
+
+
+def _subclass(name: str, base: type) -> type:
+    """One class per (name, base): ``class LayerNorm2d(nn.LayerNorm)`` with nothing overridden."""
+    key = (name, base)
+    if key not in _SUBCLASSES:
+        _SUBCLASSES[key] = type(name, (base,), {"__module__": __name__})
+    return _SUBCLASSES[key]
 
 
 def example_inputs(model: Model, dtype: str) -> tuple[torch.Tensor, ...]:

@@ -26,10 +26,17 @@ class Step:
     key: str
     inputs: tuple[Ref, ...]
     drop: tuple[str, ...]  # nodes whose outputs are no longer needed after this step
+    functional: bool = False  # ``called: functional``: run its forward directly, past module hooks
 
 
 class GraphModule(nn.Module):
-    """The spec's layers as submodules of ``self.layers`` (an nn.ModuleDict), run in order."""
+    """The spec's layers as submodules of ``self.layers`` (an nn.ModuleDict), run in order.
+
+    The layers are called as the spec says its torch model calls them (docs/torch-bridge.md): a
+    ``called: functional`` layer runs its ``forward`` directly, so module hooks (thop, torchinfo...)
+    do not see it while patched functionals (ptflops) do; a ``module: LayerNorm2d`` layer is an
+    instance of a subclass of that name; a ``shares:`` layer is the very module it names.
+    """
 
     def __init__(self, model: Model, modules: dict[str, nn.Module]) -> None:
         super().__init__()
@@ -57,8 +64,8 @@ class GraphModule(nn.Module):
             module = self.layers[step.key]
             args = [env[r.node][r.index] for r in step.inputs]
 
-            def call(module: nn.Module = module, args: Sequence[Any] = args) -> Any:
-                return module(*args)
+            def call(module: nn.Module = module, args: Sequence[Any] = args, direct: bool = step.functional) -> Any:
+                return module.forward(*args) if direct else module(*args)
 
             if on_layer is not None:
                 on_layer(step.path, call)
@@ -97,5 +104,5 @@ def _plan(model: Model, keys: dict[str, str]) -> list[Step]:
     for i, layer in enumerate(model.layers):  # outputs nobody reads die at once
         if layer.path not in last and layer.path not in keep:
             dying.setdefault(i, []).append(layer.path)
-    return [Step(layer.path, keys[layer.path], tuple(layer.inputs), tuple(dying.get(i, ())))
+    return [Step(layer.path, keys[layer.path], tuple(layer.inputs), tuple(dying.get(i, ())), layer.torch.functional)
             for i, layer in enumerate(model.layers)]

@@ -32,9 +32,15 @@ class BatchNorm(nn.Module):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
 
+_TORCH_BATCHNORM = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
+
+
 @torch_op("batchnorm")
 def batchnorm(layer: Layer) -> nn.Module:
-    return BatchNorm(as_int(layer.in_shapes[0][1]), bool(layer.attrs["affine"]))
+    """torch's own class where one takes the rank (as the models counting tools are run on), else ours."""
+    channels, affine = as_int(layer.in_shapes[0][1]), bool(layer.attrs["affine"])
+    cls = _TORCH_BATCHNORM.get(len(layer.in_shapes[0]))
+    return BatchNorm(channels, affine) if cls is None else cls(channels, affine=affine).eval()
 
 
 @torch_op("layernorm")
