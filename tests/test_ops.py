@@ -32,10 +32,28 @@ def conv_case(co: int, k: int, s: int, p: int, g: int, bias: bool, d: int = 1) -
                    "bytes_read": 4 * (N * C * H * H + params), "bytes_written": 4 * outs}
 
 
+def conv_nd_case(d: int, co: int, k: int, s: int, p: int, g: int, bias: bool) -> tuple:
+    """A d-D conv on the input ``v{d}`` = [N, C, 10, ...] (d sizes of 10)."""
+    o = (H + 2 * p - (k - 1) - 1) // s + 1
+    outs = N * co * o**d
+    macs = outs * (C // g) * k**d
+    params = co * (C // g) * k**d + (co if bias else 0)
+    layer = {"op": f"conv{d}d", "inputs": f"v{d}", "out": co, "kernel": k, "stride": s, "padding": p, "groups": g,
+             "bias": bias}
+    return layer, {"shape": [N, co, *[o] * d], "params": params, "macs": macs,
+                   "flops": 2 * macs if bias else 2 * macs - outs,
+                   "bytes_read": 4 * (N * C * H**d + params), "bytes_written": 4 * outs}
+
+
 ELEMS = N * C * H * H
 X = N * C * H * H
 CASES = {
     "conv2d": [conv_case(4, 3, 1, 1, 1, True), conv_case(6, 3, 2, 0, 3, False), conv_case(12, 3, 1, 2, 6, True, 2)],
+    "conv1d": [conv_nd_case(1, 4, 3, 1, 1, 1, True), conv_nd_case(1, 6, 5, 2, 0, 3, False),
+               ({"op": "conv1d", "inputs": "v1", "out": 4, "kernel": 3, "padding": "same"}, {"shape": [N, 4, H]})],
+    "conv3d": [conv_nd_case(3, 4, 3, 1, 1, 1, True), conv_nd_case(3, 6, 3, 2, 0, 6, False),
+               ({"op": "conv3d", "inputs": "v3", "out": 4, "kernel": [1, 3, 3], "padding": [0, 1, 1]},
+                {"shape": [N, 4, H, H, H], "macs": N * 4 * H**3 * C * 9})],
     "conv_transpose2d": [({"op": "conv_transpose2d", "out": 4, "kernel": 2, "stride": 2, "bias": False},
                           {"shape": [N, 4, 20, 20], "params": 6 * 4 * 4, "macs": N * 6 * 100 * 4 * 4,
                            "flops": 2 * N * 6 * 100 * 16 - N * 4 * 400})],
@@ -142,7 +160,8 @@ CASES = {
                    {"shape": [2, 7, 8], "params": 800, "bytes_read": 2 * 7 * 8 + 4 * 2 * 7 * 8,
                     "bytes_written": 4 * 2 * 7 * 8})],
 }
-EXTRA_INPUTS = {"s": [2, 7, 8], "t": [1, 1, 8], "ids": {"shape": [2, 7], "dtype": "int64"}}
+EXTRA_INPUTS = {"s": [2, 7, 8], "t": [1, 1, 8], "ids": {"shape": [2, 7], "dtype": "int64"}, "v1": [N, C, H],
+                "v3": [N, C, H, H, H]}
 VARIANTS = {"attention_gqa": "attention", "attention_cache": "attention"}  # more cases of one op
 PRE = [{"name": "p", "op": "parameter", "shape": [1, C, 1, 1]}]
 

@@ -23,7 +23,8 @@ FlopCounterMode = pytest.importorskip("torch.utils.flop_counter").FlopCounterMod
 
 
 N, C, H = 2, 6, 10
-INPUTS = {"x": [N, C, H, H], "s": [2, 7, 8], "kv": [2, 5, 12], "ids": {"shape": [2, 7], "dtype": "int64"}}
+INPUTS = {"x": [N, C, H, H], "s": [2, 7, 8], "kv": [2, 5, 12], "ids": {"shape": [2, 7], "dtype": "int64"},
+          "v1": [N, C, 12], "v3": [N, C, 5, 6, 7]}
 P = {"name": "p", "op": "parameter", "shape": [1, C, 1, 1]}
 EMB = {"name": "emb", "op": "embedding", "num": 50, "dim": 8, "inputs": "ids"}
 
@@ -33,6 +34,12 @@ CASES: dict[str, list[tuple[dict, list]]] = {
                ({"op": "conv2d", "out": 12, "kernel": 3, "padding": 2, "dilation": 2, "groups": 6}, []),
                ({"op": "conv2d", "out": 5, "kernel": 4, "padding": "same"}, []),
                ({"op": "conv2d", "out": 5, "kernel": 3, "padding": "valid", "bias": False}, [])],
+    "conv1d": [({"op": "conv1d", "inputs": "v1", "out": 4, "kernel": 3, "padding": 1}, []),
+               ({"op": "conv1d", "inputs": "v1", "out": 6, "kernel": 5, "stride": 2, "groups": 3, "dilation": 2}, []),
+               ({"op": "conv1d", "inputs": "v1", "out": 6, "kernel": 4, "padding": "same", "groups": 6}, [])],
+    "conv3d": [({"op": "conv3d", "inputs": "v3", "out": 4, "kernel": 3, "padding": 1}, []),
+               ({"op": "conv3d", "inputs": "v3", "out": 6, "kernel": [1, 3, 3], "stride": [1, 2, 2],
+                 "padding": [0, 1, 1], "groups": 3, "bias": False}, [])],
     "conv_transpose2d": [({"op": "conv_transpose2d", "out": 4, "kernel": 2, "stride": 2, "bias": False}, []),
                          ({"op": "conv_transpose2d", "out": 9, "kernel": 3, "stride": 2, "padding": 1,
                            "output_padding": 1, "groups": 3}, [])],
@@ -158,7 +165,7 @@ def test_op(layer: dict, pre: list) -> None:
 
 def test_ops_with_macs_are_counted_by_flop_counter() -> None:
     """Not a vacuous 0 == 0: the MAC ops really show up in FlopCounterMode."""
-    for op in ("conv2d", "conv_transpose2d", "linear", "matmul", "attention", "gated_mlp", "moe"):
+    for op in ("conv1d", "conv2d", "conv3d", "conv_transpose2d", "linear", "matmul", "attention", "gated_mlp", "moe"):
         bridge = to_module(tiny(*CASES[op][0]))
         assert counted(bridge)[0] > 0, op
 

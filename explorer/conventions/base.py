@@ -90,10 +90,17 @@ class View:
         return bool(self.attrs.get("affine", True))
 
     # -- shared geometry (the same for every tool) ---------------------------------------------
+    def dims(self, name: str, default: Any = None) -> tuple[Any, ...]:
+        """An int-or-list attribute (kernel, stride, padding...) with one value per spatial dim."""
+        value = self.attrs.get(name)
+        if value is None:
+            value = default
+        return value if isinstance(value, tuple) else (value,) * (len(self.x) - 2)
+
     @property
     def kernel(self) -> int:
-        kh, kw = self.pair("kernel")
-        return int(kh * kw)
+        """Kernel elements per channel: kh·kw for a 2-D conv, k for 1-D, kd·kh·kw for 3-D."""
+        return int(math.prod(self.dims("kernel")))
 
     @property
     def groups(self) -> int:
@@ -101,7 +108,7 @@ class View:
 
     @property
     def conv_macs(self) -> int:
-        """Conv2d: N·Cout·Ho·Wo·(Cin/g)·kh·kw = N·Ho·Wo·numel(weight)."""
+        """ConvNd: N·Cout·Ho·Wo·(Cin/g)·kh·kw = N·Ho·Wo·numel(weight) (any number of spatial dims)."""
         return self.numel_y * (self.x[1] // self.groups) * self.kernel
 
     @property
@@ -112,7 +119,7 @@ class View:
     @property
     def weight_numel(self) -> int:
         """Elements of the torch module's weight (conv, linear, norms, embedding)."""
-        if self.op == "conv2d":
+        if self.op in CONVS:
             return self.y[1] * (self.x[1] // self.groups) * self.kernel
         if self.op == "conv_transpose2d":
             return self.x[1] * (self.y[1] // self.groups) * self.kernel
@@ -133,9 +140,11 @@ class View:
         return self.numel_y * self.x[-1]
 
 
+CONVS = ("conv1d", "conv2d", "conv3d")  # forward convolutions, one per number of spatial dims
+
 # explorer op -> the torch module class the op is by default (ops absent are no module: tensor operations)
 CLASSES = {
-    "conv2d": "Conv2d", "conv_transpose2d": "ConvTranspose2d", "linear": "Linear", "layernorm": "LayerNorm",
+    "conv1d": "Conv1d", "conv2d": "Conv2d", "conv3d": "Conv3d", "conv_transpose2d": "ConvTranspose2d", "linear": "Linear", "layernorm": "LayerNorm",
     "groupnorm": "GroupNorm", "relu": "ReLU", "relu6": "ReLU6", "leaky_relu": "LeakyReLU", "sigmoid": "Sigmoid",
     "tanh": "Tanh", "silu": "SiLU", "hardsigmoid": "Hardsigmoid", "hardswish": "Hardswish", "gelu": "GELU",
     "softmax": "Softmax", "maxpool": "MaxPool2d", "avgpool": "AvgPool2d", "adaptive_avgpool": "AdaptiveAvgPool2d",

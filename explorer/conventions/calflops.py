@@ -12,8 +12,10 @@ nn.ReLU6 calls F.hardtanh, which is not patched. Python operators are not patche
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from explorer.conventions.base import (
+    CONVS,
     LLM,
     Convention,
     Ctx,
@@ -25,27 +27,27 @@ from explorer.conventions.base import (
 )
 
 
-def _conv_out(v: View) -> tuple[int, int]:
-    """The output size calflops recomputes from the arguments ('same' pads d·(k-1)//2 each side)."""
-    (kh, kw), (sh, sw), (dh, dw) = v.pair("kernel"), v.pair("stride", 1), v.pair("dilation", 1)
+def _conv_out(v: View) -> int:
+    """The output positions calflops recomputes from the arguments ('same' pads d·(k-1)//2 each side),
+    over every spatial dim (_conv_flops_compute serves F.conv1d, F.conv2d and F.conv3d)."""
+    kernel, stride, dilation = v.dims("kernel"), v.dims("stride", 1), v.dims("dilation", 1)
     pad = v.a("padding")
     if pad == "same":
-        ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+        pads: tuple[Any, ...] = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
     elif pad == "valid":
-        ph, pw = 0, 0
+        pads = (0,) * len(kernel)
     else:
-        ph, pw = v.pair("padding", 0)
-    return (v.x[2] + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1, (v.x[3] + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+        pads = v.dims("padding", 0)
+    return math.prod((i + 2 * p - (d * (k - 1) + 1)) // s + 1
+                     for i, k, s, p, d in zip(v.x[2:], kernel, stride, pads, dilation))
 
 
 def _conv_macs(v: View, c: Ctx) -> int:
-    ho, wo = _conv_out(v)
-    return v.kernel * v.x[1] * (v.y[1] // v.groups) * v.x[0] * ho * wo
+    return v.kernel * v.x[1] * (v.y[1] // v.groups) * v.x[0] * _conv_out(v)
 
 
 def _conv_flops(v: View, c: Ctx) -> int:
-    ho, wo = _conv_out(v)
-    return 2 * _conv_macs(v, c) + (v.y[1] * v.x[0] * ho * wo if v.bias else 0)
+    return 2 * _conv_macs(v, c) + (v.y[1] * v.x[0] * _conv_out(v) if v.bias else 0)
 
 
 def _convt_macs(v: View, c: Ctx) -> int:
@@ -54,8 +56,8 @@ def _convt_macs(v: View, c: Ctx) -> int:
 
 
 def _convt_flops(v: View, c: Ctx) -> int:
-    ho, wo = _conv_out(v)  # the forward-conv formula, as calflops uses it for the bias
-    return 2 * _convt_macs(v, c) + ((v.y[1] // v.groups) * v.x[0] * ho * wo if v.bias else 0)
+    positions = _conv_out(v)  # the forward-conv formula, as calflops uses it for the bias
+    return 2 * _convt_macs(v, c) + ((v.y[1] // v.groups) * v.x[0] * positions if v.bias else 0)
 
 
 def _upsample(v: View, c: Ctx) -> int:
@@ -73,7 +75,7 @@ def _norm(affine: int, plain: int) -> Formula:
 _ONE = "counts {} as 1 per element"
 
 FLOPS = {
-    "conv2d": Rule(_conv_flops, "counts a conv as 2 FLOPs per MAC plus the bias (no minus-one)"),
+    **{op: Rule(_conv_flops, "counts a conv as 2 FLOPs per MAC plus the bias (no minus-one)") for op in CONVS},
     "conv_transpose2d": Rule(_convt_flops, "counts a transposed conv as 2 × (MACs / g) plus a bias term"),
     "linear": Rule(lambda v, c: 2 * v.numel_x * v.y[-1], "counts a Linear as 2 FLOPs per MAC, bias ignored"),
     "matmul": Rule(lambda v, c: 0, "does not see a @ b (the operator is not patched)"),
@@ -98,7 +100,7 @@ FLOPS = {
 
 MACS = {
     **{op: Rule(lambda v, c: 0, "MACs only for conv, linear, matmul") for op in FLOPS},
-    "conv2d": Rule(_conv_macs, "conv MACs"),
+    **{op: Rule(_conv_macs, "conv MACs") for op in CONVS},
     "conv_transpose2d": Rule(_convt_macs, "transposed-conv MACs divided by g"),
     "linear": Rule(lambda v, c: v.numel_x * v.y[-1], "Linear MACs"),
     **not_modelled(LLM, "calflops"),

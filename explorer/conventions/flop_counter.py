@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from explorer.conventions.base import (
     ACTIVATIONS,
+    CONVS,
     DATA,
     ELEMENTWISE,
     NORMS,
@@ -24,7 +25,8 @@ from explorer.conventions.base import (
 _NOT_REGISTERED = "does not count it (not in flop_registry)"
 
 TABLE = {
-    "conv2d": Rule(lambda v, c: 2 * v.conv_macs, "counts a conv as 2 FLOPs per MAC (no minus-one, bias ignored)"),
+    **{op: Rule(lambda v, c: 2 * v.conv_macs, "counts a conv as 2 FLOPs per MAC (no minus-one, bias ignored)")
+       for op in CONVS},
     "conv_transpose2d": Rule(lambda v, c: 2 * v.convt_macs,
                              "counts a transposed conv as 2 FLOPs per MAC (no minus-one, bias ignored)"),
     "linear": Rule(lambda v, c: 2 * v.rows * v.x[-1] * v.y[-1],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from explorer.conventions.base import (
+    CONVS,
     LLM,
     Convention,
     Ctx,
@@ -40,7 +41,8 @@ def divide_by_unit(value: int) -> str:
 
 
 def _conv(v: View, c: Ctx) -> int:
-    """compute_Conv2d_flops: kh·kw·Cin·(Cout // g) · N·Ho·Wo, plus Cout·N·Ho·Wo for the bias.
+    """compute_Conv2d_flops: kh·kw·Cin·(Cout // g) · N·Ho·Wo, plus Cout·N·Ho·Wo for the bias (1-D and 3-D
+    alike, over their spatial dims).
 
     Also used for ConvTranspose2d (the same isinstance branch), on the (larger) output."""
     positions = v.n * math.prod(v.y[2:])
@@ -66,7 +68,7 @@ def _norm(k_affine: int) -> Rule:
 
 
 TABLE = {
-    "conv2d": Rule(_conv, "counts conv MACs plus the bias"),
+    **{op: Rule(_conv, "counts conv MACs plus the bias (compute_Conv1d/2d/3d_flops)") for op in CONVS},
     "conv_transpose2d": Rule(_conv, "counts a transposed conv like a conv on its (larger) output: "
                              "kh·kw·Cin·Cout/g per output position, plus the bias"),
     "linear": Rule(_linear, "counts a Linear as x[0]·x[1]·y[1] (dims 0 and 1, not the last: per token "

@@ -11,6 +11,7 @@ Eval mode (the refs' setup): BatchNorm counts 1 per element, 2 when affine.
 from __future__ import annotations
 
 from explorer.conventions.base import (
+    CONVS,
     LLM,
     Convention,
     Ctx,
@@ -39,8 +40,8 @@ def _conv(v: View, c: Ctx) -> int:
 
 
 TABLE = {
-    "conv2d": Rule(_conv, "counts conv MACs, bias ignored; 0 for padding='same'/'valid' "
-                   "(aten::_convolution_mode has no handle)", "conv"),
+    **{op: Rule(_conv, "counts conv MACs, bias ignored; 0 for padding='same'/'valid' "
+                "(aten::_convolution_mode has no handle)", "conv") for op in CONVS},
     "conv_transpose2d": Rule(lambda v, c: v.convt_macs, "counts transposed-conv MACs, bias ignored", "conv"),
     "linear": Rule(lambda v, c: v.numel_x * v.y[-1], "counts Linear MACs, bias ignored", "linear"),
     "matmul": Rule(lambda v, c: v.numel_x * v.y[-1], "counts a matmul as prod(a)·b[-1]", "matmul"),

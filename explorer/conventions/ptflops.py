@@ -21,6 +21,7 @@ import math
 from fractions import Fraction
 
 from explorer.conventions.base import (
+    CONVS,
     LLM,
     Convention,
     Ctx,
@@ -61,7 +62,8 @@ def _twice(note: str) -> Rule:
 
 
 TABLE = {
-    "conv2d": Rule(lambda v, c: (v.conv_macs + (v.numel_y if v.bias else 0), 0), "counts conv MACs plus the bias"),
+    **{op: Rule(lambda v, c: (v.conv_macs + (v.numel_y if v.bias else 0), 0), "counts conv MACs plus the bias")
+       for op in CONVS},
     "conv_transpose2d": Rule(lambda v, c: (v.convt_macs + (v.numel_y if v.bias else 0), 0),
                              "counts transposed-conv MACs plus the bias"),
     "linear": Rule(lambda v, c: (v.rows * (v.x[-1] * v.y[-1] + (v.y[-1] if v.bias else 0)), 0),

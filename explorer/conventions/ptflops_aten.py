@@ -10,23 +10,25 @@ ptflops/aten_engine.py. Every other aten op counts 0. A Linear with a bias runs 
 from __future__ import annotations
 
 from explorer.conventions.base import (
-    LLM,
-    not_modelled,
     ACTIVATIONS,
+    CONVS,
     DATA,
     ELEMENTWISE,
+    LLM,
     NORMS,
     POOLING,
     VIEWS,
     Convention,
     Rule,
+    not_modelled,
     zeros,
 )
 
 _NOT_MAPPED = "does not count it (not in ATEN_OPS_MAPPING)"
 
 TABLE = {
-    "conv2d": Rule(lambda v, c: v.conv_macs + (v.numel_y if v.bias else 0), "counts conv MACs plus the bias"),
+    **{op: Rule(lambda v, c: v.conv_macs + (v.numel_y if v.bias else 0), "counts conv MACs plus the bias")
+       for op in CONVS},
     "conv_transpose2d": Rule(lambda v, c: v.convt_macs + (v.numel_y if v.bias else 0),
                              "counts transposed-conv MACs plus the bias"),
     "linear": Rule(lambda v, c: v.rows * v.x[-1] * v.y[-1] + (v.rows * v.y[-1] if v.bias else 0),

@@ -100,6 +100,7 @@ _UNREGISTERED = "counts 0: the TF op has no flops registration"
 TABLE = {
     "conv2d": Rule(_conv, "counts Conv2D/DepthwiseConv2dNative as 2 FLOPs per MAC, plus 1 per output for "
                    "BiasAdd"),
+    **not_modelled(("conv1d", "conv3d"), "tf-profiler"),
     "conv_transpose2d": Rule(_conv_transpose, "counts Conv2DBackpropInput as 2·numel(y)·kh·kw·Cin/(sh·sw), "
                              "plus 1 per output for BiasAdd"),
     "linear": Rule(_dense, "counts Dense as MatMul 2·K per output, plus 1 per output for BiasAdd"),

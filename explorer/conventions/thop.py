@@ -10,6 +10,7 @@ returns a float; every count here is an integer below 2**53, so the float is exa
 from __future__ import annotations
 
 from explorer.conventions.base import (
+    CONVS,
     LLM,
     Convention,
     Ctx,
@@ -40,7 +41,8 @@ def _softmax(v: View, c: Ctx) -> int:
 _UPSAMPLE = {"nearest": 1, "linear": 5, "bilinear": 11, "bicubic": 259}
 
 TABLE = {
-    "conv2d": Rule(lambda v, c: v.numel_y * (v.x[1] // v.groups) * v.kernel, "counts conv MACs, bias ignored"),
+    **{op: Rule(lambda v, c: v.numel_y * (v.x[1] // v.groups) * v.kernel, "counts conv MACs, bias ignored "
+                "(count_convNd)") for op in CONVS},
     "conv_transpose2d": Rule(lambda v, c: v.numel_y * (v.x[1] // v.groups) * v.kernel,
                              "counts a transposed conv like a conv on its (larger) output: "
                              "numel(y)·(Cin/g)·kh·kw"),

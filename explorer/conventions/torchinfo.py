@@ -14,10 +14,10 @@ import math
 from collections.abc import Callable
 
 from explorer.conventions.base import (
-    LLM,
-    not_modelled,
     ACTIVATIONS,
+    CONVS,
     ELEMENTWISE,
+    LLM,
     POOLING,
     VIEWS,
     Convention,
@@ -25,6 +25,7 @@ from explorer.conventions.base import (
     Formula,
     Rule,
     View,
+    not_modelled,
     zeros,
 )
 
@@ -44,7 +45,7 @@ def _affine(numel: Callable[[View], int]) -> Formula:
 
 
 TABLE = {
-    "conv2d": Rule(_conv, "counts (weight + bias) × output positions: conv MACs plus the bias"),
+    **{op: Rule(_conv, "counts (weight + bias) × output positions: conv MACs plus the bias") for op in CONVS},
     "conv_transpose2d": Rule(_conv, "counts (weight + bias) × output positions, on the (larger) output"),
     "linear": Rule(_linear, "counts a Linear as (weight + bias) × y[0]: once per sample, not per token, "
                    "plus the bias"),

@@ -48,6 +48,7 @@ def _bn_madd(v: View, c: Ctx) -> int:
 
 FLOPS = {
     "conv2d": Rule(lambda v, c: v.conv_macs + (v.numel_y if v.bias else 0), "counts conv MACs plus the bias"),
+    **zeros(("conv1d", "conv3d"), "does not count Conv1d or Conv3d (only nn.Conv2d is supported)"),
     "conv_transpose2d": Rule(lambda v, c: 0, "does not count transposed convs (not supported)"),
     "linear": Rule(_linear_flops, "counts Linear MACs, bias ignored (2-D input only)"),
     "batchnorm": Rule(_bn_flops, "counts BatchNorm as 2 per element (1 without affine)"),
@@ -80,6 +81,7 @@ def _convt_madd(v: View, c: Ctx) -> int:
 MADD = {
     **FLOPS,
     "conv2d": Rule(_conv_madd, "counts conv as 2·K - 1 (+1 with bias) per output element, per sample"),
+    **zeros(("conv1d", "conv3d"), "does not count Conv1d or Conv3d (only nn.Conv2d is supported)"),
     "conv_transpose2d": Rule(_convt_madd, "counts a transposed conv per input pixel, per sample"),
     "linear": Rule(lambda v, c: v.y[-1] * (2 * v.x[-1] - 1), "counts Linear as 2I - 1 per output, per sample"),
     "batchnorm": Rule(_bn_madd, "counts BatchNorm as 4 per element, per sample"),

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from explorer.conventions.base import LLM, Convention, Ctx, Rule, View, module_class, not_modelled, zeros
+from explorer.conventions.base import CONVS, LLM, Convention, Ctx, Rule, View, module_class, not_modelled, zeros
 
 if TYPE_CHECKING:
     from explorer.analysis import Analysis
@@ -44,7 +44,7 @@ def _attention(v: View, c: Ctx) -> int:
 _NOT_A_MODULE = "does not list it (no module: a tensor operation or a functional call)"
 
 TABLE = {
-    "conv2d": Rule(_weight_bias, "lists a conv with weight + bias"),
+    **{op: Rule(_weight_bias, "lists a conv with weight + bias") for op in CONVS},
     "conv_transpose2d": Rule(_weight_bias, "lists a transposed conv with weight + bias"),
     "linear": Rule(_weight_bias, "lists a Linear with weight + bias"),
     "embedding": Rule(lambda v, c: v.weight_numel, "lists an Embedding with its table"),

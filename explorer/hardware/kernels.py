@@ -29,7 +29,7 @@ import sympy
 
 from explorer.cost import Costs, instance_metrics, traffic
 from explorer.graph import Layer, Model, Ref
-from explorer.ops.base import numel, pair
+from explorer.ops.base import numel
 
 ZERO = sympy.Integer(0)
 ONE = sympy.Integer(1)
@@ -73,23 +73,27 @@ def _const(klass: str) -> Callable[[Layer], str]:
     return lambda layer: klass
 
 
+def _ones(value: Any) -> bool:
+    """Is an int-or-list attribute 1 in every dim?"""
+    return all(v == 1 for v in (value if isinstance(value, tuple) else (value,)))
+
+
 def _conv(layer: Layer) -> str:
+    """conv1d, conv2d and conv3d alike: by channels per group, kernel and stride."""
     cin = layer.in_shapes[0][1]
     groups = layer.attrs.get("groups", ONE)
-    kh, kw = pair(layer.attrs["kernel"])
     per_group = sympy.simplify(cin / groups) if groups != 1 else cin
     if groups != 1 and per_group == 1:
-        (sh, sw) = pair(layer.attrs.get("stride", ONE))
-        return "conv_depthwise" if (sh, sw) == (1, 1) else "conv_depthwise_strided"
+        return "conv_depthwise" if _ones(layer.attrs.get("stride", ONE)) else "conv_depthwise_strided"
     if groups != 1:
         return "conv_grouped"
     if per_group.is_number and per_group <= 4:
         return "conv_stem"
-    return "conv_pointwise" if (kh, kw) == (1, 1) else "conv_dense"
+    return "conv_pointwise" if _ones(layer.attrs["kernel"]) else "conv_dense"
 
 
 CLASSIFY: dict[str, Callable[[Layer], str]] = {
-    "conv2d": _conv,
+    "conv1d": _conv, "conv2d": _conv, "conv3d": _conv,
     "conv_transpose2d": _const("conv_transpose"),
     "linear": _const("matmul"), "matmul": _const("matmul"),
     "attention": _const("attention"),
@@ -124,7 +128,7 @@ def size_key(layer: Layer, klass: str) -> Any:
     """The size a class's compute curve is indexed by (see KEYS)."""
     out = layer.out_shapes[0]
     if klass.startswith("conv"):
-        return out[2] * out[3] if len(out) == 4 else numel(out)
+        return numel(out[2:]) if len(out) >= 3 else numel(out)  # the output plane (length, volume)
     if klass == "attention":
         return _score_elements(layer)
     if klass in ("pooling", "maxpool"):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sympy
 
 from explorer.errors import SpecError
-from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, fmt_shape, op, pair
+from explorer.ops.base import REQUIRED, Attr, Cost, OpCall, OpResult, fmt_shape, numel, op, pair
 
 _CONV_ATTRS = {
     "out": Attr(REQUIRED, doc="output channels", check="pos_int"),
     "in": Attr(None, doc="input channels, checked against the input (optional)", check="pos_int"),
-    "kernel": Attr(REQUIRED, "exprs", doc="kernel size, k or [kh, kw]", check="pos_int"),
+    "kernel": Attr(REQUIRED, "exprs", doc="kernel size, k or one per spatial dim ([kh, kw])", check="pos_int"),
     "stride": Attr(1, "exprs", check="pos_int"),
-    "padding": Attr(0, "exprs", choices=("same", "valid"), doc="int, [ph, pw], 'same' or 'valid'",
+    "padding": Attr(0, "exprs", choices=("same", "valid"), doc="int, one per spatial dim, 'same' or 'valid'",
                     check="nonneg_int"),
     "dilation": Attr(1, "exprs", check="pos_int"),
     "groups": Attr(1, check="pos_int"),
@@ -38,27 +38,53 @@ def dense_flops(macs: sympy.Expr, outputs: sympy.Expr, bias: bool) -> sympy.Expr
     return 2 * macs if bias else 2 * macs - outputs
 
 
+def per_dim(value: object, d: int, what: str) -> tuple[sympy.Expr, ...]:
+    """An int-or-list attribute (kernel, stride...) as one value per spatial dim."""
+    if isinstance(value, tuple):
+        if len(value) != d:
+            raise SpecError(f"{what}: expected one value or {d}, got {len(value)}")
+        return value
+    return (value,) * d
+
+
+def _conv(call: OpCall, d: int) -> OpResult:
+    """A d-D convolution on [N, C, *spatial] (conv1d, conv2d, conv3d share it)."""
+    call.require_rank(d + 2)
+    n, cin, *sizes = call.x
+    cout, g, bias = call["out"], call["groups"], call["bias"]
+    kernel, stride, dilation = (per_dim(call[k], d, k) for k in ("kernel", "stride", "dilation"))
+    padding = call["padding"]
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise SpecError("padding 'same' needs stride 1 (as in torch)")
+        out = tuple(sizes)
+    else:
+        pads = (0,) * d if padding == "valid" else per_dim(padding, d, "padding")
+        out = tuple(conv_out(*a) for a in zip(sizes, kernel, stride, pads, dilation))
+    _check_groups(call, cin, cout, g)
+    per_output = cin / g * numel(kernel)
+    outputs = n * cout * numel(out)
+    macs = outputs * per_output
+    params = cout * per_output + (cout if bias else 0)
+    return OpResult([(n, cout, *out)], Cost(params=params, macs=macs, flops=dense_flops(macs, outputs, bias)))
+
+
+@op("conv1d", "conv", _CONV_ATTRS)
+def conv1d(call: OpCall) -> OpResult:
+    """1-D convolution on [N, C, L] (audio, sequences)."""
+    return _conv(call, 1)
+
+
 @op("conv2d", "conv", _CONV_ATTRS)
 def conv2d(call: OpCall) -> OpResult:
     """2-D convolution on [N, C, H, W]."""
-    call.require_rank(4)
-    n, cin, h, w = call.x
-    cout, g, bias = call["out"], call["groups"], call["bias"]
-    (kh, kw), (sh, sw), (dh, dw) = pair(call["kernel"]), pair(call["stride"]), pair(call["dilation"])
-    padding = call["padding"]
-    if padding == "same":
-        if (sh, sw) != (1, 1):
-            raise SpecError("padding 'same' needs stride 1 (as in torch)")
-        ho, wo = h, w
-    else:
-        ph, pw = (0, 0) if padding == "valid" else pair(padding)
-        ho, wo = conv_out(h, kh, sh, ph, dh), conv_out(w, kw, sw, pw, dw)
-    _check_groups(call, cin, cout, g)
-    per_output = cin / g * kh * kw
-    outputs = n * cout * ho * wo
-    macs = outputs * per_output
-    params = cout * per_output + (cout if bias else 0)
-    return OpResult([(n, cout, ho, wo)], Cost(params=params, macs=macs, flops=dense_flops(macs, outputs, bias)))
+    return _conv(call, 2)
+
+
+@op("conv3d", "conv", _CONV_ATTRS)
+def conv3d(call: OpCall) -> OpResult:
+    """3-D convolution on [N, C, D, H, W] (video, volumes)."""
+    return _conv(call, 3)
 
 
 @op("conv_transpose2d", "conv", {**_CONV_ATTRS, "output_padding": Attr(0, "exprs", check="nonneg_int"),

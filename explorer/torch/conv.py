@@ -1,8 +1,8 @@
-"""Convolutions: nn.Conv2d and nn.ConvTranspose2d with the spec's attributes."""
+"""Convolutions: nn.Conv1d, nn.Conv2d, nn.Conv3d and nn.ConvTranspose2d with the spec's attributes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -12,12 +12,21 @@ if TYPE_CHECKING:
     from explorer.graph import Layer
 
 
-@torch_op("conv2d")
-def conv2d(layer: Layer) -> nn.Module:
-    a = layer.attrs
-    padding = a["padding"] if a["padding"] in ("same", "valid") else ints(a["padding"])
-    return nn.Conv2d(as_int(layer.in_shapes[0][1]), as_int(a["out"]), ints(a["kernel"]), ints(a["stride"]),
-                     padding, ints(a["dilation"]), as_int(a["groups"]), bias=bool(a["bias"]))
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def _per_dim(value: Any, d: int) -> tuple[int, ...]:
+    values = value if isinstance(value, tuple) else (value,) * d
+    return tuple(int(v) for v in values)
+
+
+@torch_op("conv1d", "conv2d", "conv3d")
+def conv(layer: Layer) -> nn.Module:
+    a, d = layer.attrs, len(layer.in_shapes[0]) - 2
+    padding = a["padding"] if a["padding"] in ("same", "valid") else _per_dim(a["padding"], d)
+    return _CONV[d](as_int(layer.in_shapes[0][1]), as_int(a["out"]), _per_dim(a["kernel"], d),
+                    _per_dim(a["stride"], d), padding, _per_dim(a["dilation"], d), as_int(a["groups"]),
+                    bias=bool(a["bias"]))
 
 
 @torch_op("conv_transpose2d")
