@@ -97,7 +97,9 @@ CASES = {
     "groupnorm": [({"op": "groupnorm", "groups": 3}, {"params": 2 * C, "flops": N * 3 * (5 * 200 + 2) + 2 * X})],
     "relu": [({"op": "relu"}, {"flops": X, "bytes_read": 4 * X, "bytes_written": 4 * X})],
     "relu6": [({"op": "relu6"}, {"flops": 2 * X})],
-    "leaky_relu": [({"op": "leaky_relu"}, {"flops": 2 * X})],
+    "leaky_relu": [({"op": "leaky_relu"}, {"flops": 2 * X}),
+                   ({"op": "leaky_relu", "negative_slope": 0.2}, {"flops": 2 * X, "params": 0})],
+    "mish": [({"op": "mish"}, {"flops": 5 * X, "bytes_read": 4 * X, "bytes_written": 4 * X})],
     "sigmoid": [({"op": "sigmoid"}, {"flops": 4 * X})],
     "tanh": [({"op": "tanh"}, {"flops": X})],
     "silu": [({"op": "silu"}, {"flops": 5 * X})],
@@ -115,7 +117,9 @@ CASES = {
     "adaptive_maxpool": [({"op": "adaptive_maxpool", "size": 3}, {"flops": N * C * (144 - 9)})],
     "mean": [({"op": "mean", "axes": [2, 3]}, {"shape": [N, C], "flops": X})],
     "upsample": [({"op": "upsample", "scale": 2}, {"shape": [N, C, 20, 20], "flops": 0, "bytes_written": 4 * 4 * X}),
-                 ({"op": "upsample", "size": [15, 15], "mode": "bilinear"}, {"flops": 7 * N * C * 225})],
+                 ({"op": "upsample", "size": [15, 15], "mode": "bilinear"}, {"flops": 7 * N * C * 225}),
+                 ({"op": "upsample", "scale": 1.5, "mode": "bicubic"}, {"shape": [N, C, 15, 15],
+                                                                        "flops": 31 * N * C * 225})],
     "add": [({"op": "add", "inputs": ["x", "x", "x"]}, {"flops": 2 * X, "bytes_read": 12 * X})],
     "mul": [({"op": "mul", "inputs": ["x", "p"]}, {"shape": [N, C, H, H], "flops": X})],
     "sub": [({"op": "sub", "inputs": ["x", "x"]}, {"flops": X})],
@@ -136,6 +140,17 @@ CASES = {
                 {"shape": [N, 2 * C, H, H], "flops": 0, "bytes_read": 8 * X, "bytes_written": 8 * X})],
     "channel_shuffle": [({"op": "channel_shuffle", "groups": 3}, {"flops": 0, "bytes_read": 4 * X})],
     "parameter": [({"op": "parameter", "shape": [1, C, 1, 1]}, {"shape": [1, C, 1, 1], "params": C})],
+    "constant": [({"op": "constant", "shape": [1, C, 1, 1]},
+                  {"shape": [1, C, 1, 1], "params": 0, "flops": 0, "bytes_read": 0, "bytes_written": 0})],
+    # F.pad order: last dim first; W + 1 + 2, H + 3 + 0
+    "pad": [({"op": "pad", "padding": [1, 2, 3, 0]}, {"shape": [N, C, 13, 13], "flops": 0, "bytes_read": 4 * X,
+                                                      "bytes_written": 4 * N * C * 169}),
+            ({"op": "pad", "padding": [2, 2, 2, 2], "mode": "reflect"}, {"shape": [N, C, 14, 14]}),
+            ({"op": "pad", "padding": [1, 1], "mode": "replicate", "inputs": "v1"}, {"shape": [N, C, 12]}),
+            ({"op": "pad", "padding": [0, 0, 1, 1, 2, 2], "value": 1.5}, {"shape": [N, C + 4, 12, H]})],
+    # [2, 8, 5, 5] -> [2, 8 / 4, 5 * 2, 5 * 2]
+    "pixel_shuffle": [({"op": "pixel_shuffle", "factor": 2, "inputs": "s4"},
+                       {"shape": [2, 2, 10, 10], "flops": 0, "bytes_read": 4 * 400, "bytes_written": 4 * 400})],
     "crop": [({"op": "crop", "size": [6, 6]}, {"shape": [N, C, 6, 6], "bytes_read": 0})],
     "opaque": [({"op": "opaque", "shape": [N, 5, 3], "what": "aten.foo.default"},
                 {"shape": [N, 5, 3], "params": 0, "macs": 0, "flops": 0, "bytes_read": 0, "bytes_written": 0})],
@@ -161,7 +176,7 @@ CASES = {
                     "bytes_written": 4 * 2 * 7 * 8})],
 }
 EXTRA_INPUTS = {"s": [2, 7, 8], "t": [1, 1, 8], "ids": {"shape": [2, 7], "dtype": "int64"}, "v1": [N, C, H],
-                "v3": [N, C, H, H, H]}
+                "v3": [N, C, H, H, H], "s4": [2, 8, 5, 5]}
 VARIANTS = {"attention_gqa": "attention", "attention_cache": "attention"}  # more cases of one op
 PRE = [{"name": "p", "op": "parameter", "shape": [1, C, 1, 1]}]
 

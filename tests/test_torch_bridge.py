@@ -24,7 +24,7 @@ FlopCounterMode = pytest.importorskip("torch.utils.flop_counter").FlopCounterMod
 
 N, C, H = 2, 6, 10
 INPUTS = {"x": [N, C, H, H], "s": [2, 7, 8], "kv": [2, 5, 12], "ids": {"shape": [2, 7], "dtype": "int64"},
-          "v1": [N, C, 12], "v3": [N, C, 5, 6, 7]}
+          "v1": [N, C, 12], "v3": [N, C, 5, 6, 7], "s4": [2, 8, 5, 5]}
 P = {"name": "p", "op": "parameter", "shape": [1, C, 1, 1]}
 EMB = {"name": "emb", "op": "embedding", "num": 50, "dim": 8, "inputs": "ids"}
 
@@ -68,8 +68,10 @@ CASES: dict[str, list[tuple[dict, list]]] = {
                   ({"op": "batchnorm", "inputs": "s"}, [])],
     "layernorm": [({"op": "layernorm"}, []), ({"op": "layernorm", "dims": 2, "affine": False}, [])],
     "groupnorm": [({"op": "groupnorm", "groups": 3}, []), ({"op": "groupnorm", "groups": 2, "affine": False}, [])],
-    **{a: [({"op": a}, [])] for a in ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid",
+    "leaky_relu": [({"op": "leaky_relu"}, []), ({"op": "leaky_relu", "negative_slope": 0.2}, [])],
+    **{a: [({"op": a}, [])] for a in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardsigmoid",
                                       "hardswish")},
+    "mish": [({"op": "mish"}, [])],
     "gelu": [({"op": "gelu"}, []), ({"op": "gelu", "approximate": "tanh"}, [])],
     "softmax": [({"op": "softmax", "axis": 1}, []), ({"op": "softmax"}, [])],
     "maxpool": [({"op": "maxpool", "kernel": 3, "stride": 2, "padding": 1}, []),
@@ -80,7 +82,8 @@ CASES: dict[str, list[tuple[dict, list]]] = {
     "adaptive_maxpool": [({"op": "adaptive_maxpool", "size": [3, 2]}, [])],
     "mean": [({"op": "mean", "axes": [2, 3]}, []), ({"op": "mean", "axes": 1, "keepdim": True}, [])],
     "upsample": [({"op": "upsample", "scale": 2}, []), ({"op": "upsample", "scale": 1.5, "mode": "bilinear"}, []),
-                 ({"op": "upsample", "size": [15, 7], "mode": "bilinear"}, [])],
+                 ({"op": "upsample", "size": [15, 7], "mode": "bilinear"}, []),
+                 ({"op": "upsample", "scale": 2, "mode": "bicubic"}, [])],
     "identity": [({"op": "identity"}, [])],
     "dropout": [({"op": "dropout", "p": 0.1}, [])],
     "flatten": [({"op": "flatten"}, []), ({"op": "flatten", "start": 2}, [])],
@@ -94,6 +97,13 @@ CASES: dict[str, list[tuple[dict, list]]] = {
     "chunk": [({"op": "chunk", "axis": 1, "chunks": 3}, [])],
     "concat": [({"op": "concat", "inputs": ["x", "x"], "axis": 1}, [])],
     "channel_shuffle": [({"op": "channel_shuffle", "groups": 3}, [])],
+    "constant": [({"op": "constant", "shape": [1, C, 1, 1]}, [])],
+    "pad": [({"op": "pad", "padding": [1, 2, 3, 0]}, []),
+            ({"op": "pad", "padding": [2, 2, 2, 2], "mode": "reflect"}, []),
+            ({"op": "pad", "padding": [1, 1], "mode": "replicate", "inputs": "v1"}, []),
+            ({"op": "pad", "padding": [1, 1, 1, 1, 1, 1], "mode": "circular", "inputs": "v3"}, []),
+            ({"op": "pad", "padding": [0, 0, 1, 1, 2, 2, 0, 1], "value": 1.5}, [])],
+    "pixel_shuffle": [({"op": "pixel_shuffle", "factor": 2, "inputs": "s4"}, [])],
     "parameter": [({"op": "parameter", "shape": [1, C, 1, 1]}, [])],
     "embedding": [({"op": "embedding", "num": 100, "dim": 8, "inputs": "ids"}, [])],
     "crop": [({"op": "crop", "size": [6, 7]}, [])],

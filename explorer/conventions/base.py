@@ -146,17 +146,21 @@ CONVS = ("conv1d", "conv2d", "conv3d")  # forward convolutions, one per number o
 CLASSES = {
     "conv1d": "Conv1d", "conv2d": "Conv2d", "conv3d": "Conv3d", "conv_transpose2d": "ConvTranspose2d", "linear": "Linear", "layernorm": "LayerNorm",
     "groupnorm": "GroupNorm", "relu": "ReLU", "relu6": "ReLU6", "leaky_relu": "LeakyReLU", "sigmoid": "Sigmoid",
-    "tanh": "Tanh", "silu": "SiLU", "hardsigmoid": "Hardsigmoid", "hardswish": "Hardswish", "gelu": "GELU",
+    "tanh": "Tanh", "silu": "SiLU", "hardsigmoid": "Hardsigmoid", "hardswish": "Hardswish", "gelu": "GELU", "mish": "Mish",
     "softmax": "Softmax", "maxpool": "MaxPool2d", "avgpool": "AvgPool2d", "adaptive_avgpool": "AdaptiveAvgPool2d",
     "adaptive_maxpool": "AdaptiveMaxPool2d", "upsample": "Upsample", "dropout": "Dropout", "identity": "Identity",
-    "embedding": "Embedding", "attention": "MultiheadAttention",
+    "embedding": "Embedding", "attention": "MultiheadAttention", "pixel_shuffle": "PixelShuffle",
 }
+_PADS = {"constant": "ConstantPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad", "circular": "CircularPad"}
 
 
 def standard_class(v: View) -> str | None:
     """The torch class an op layer is by default (BatchNorm2d for a 4-D batchnorm), None for tensor ops."""
     if v.op == "batchnorm":
         return f"BatchNorm{len(v.x) - 2}d" if len(v.x) > 2 else "BatchNorm1d"
+    if v.op == "pad":  # nn.ConstantPad2d, nn.ReflectionPad1d... by mode and the number of padded dims
+        padded = len(v.a("padding")) // 2 if isinstance(v.a("padding"), tuple) else 1
+        return f"{_PADS[str(v.a('mode'))]}{padded}d" if padded <= 3 else None
     return CLASSES.get(v.op)
 
 
@@ -190,7 +194,7 @@ class Rule:
 
     fn: Formula
     note: str
-    key: str | Callable[[View], str] | None = None
+    key: str | Callable[[View], str | None] | None = None
 
     def key_of(self, v: View) -> str | None:
         return self.key(v) if callable(self.key) else self.key
@@ -203,11 +207,11 @@ def zero(note: str) -> Rule:
 
 # Op groups that most tables treat alike (each table still names every op, via these).
 NORMS = ("batchnorm", "layernorm", "groupnorm")
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu",
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "mish",
     "softmax")
 POOLING = ("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "mean", "upsample")
 ELEMENTWISE = ("add", "mul", "sub", "div", "scale")
-DATA = ("embedding", "concat", "channel_shuffle", "parameter")
+DATA = ("embedding", "concat", "channel_shuffle", "parameter", "constant", "pad", "pixel_shuffle")
 VIEWS = ("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
     "split", "chunk", "crop", "opaque")
 

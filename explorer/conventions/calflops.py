@@ -86,13 +86,14 @@ FLOPS = {
     **{op: Rule(lambda v, c: v.numel_x, _ONE.format(name)) for op, name in
        (("relu", "ReLU"), ("leaky_relu", "LeakyReLU"), ("silu", "SiLU"), ("gelu", "GELU"), ("softmax", "Softmax"))},
     "relu6": Rule(lambda v, c: 0, "does not count ReLU6 (nn.ReLU6 calls F.hardtanh, not patched)"),
-    **zeros(("sigmoid", "tanh", "hardsigmoid", "hardswish"), "does not count this activation (not patched)"),
+    **zeros(("sigmoid", "tanh", "hardsigmoid", "hardswish", "mish"), "does not count this activation (not patched)"),
     **{op: Rule(lambda v, c: v.numel_x, "counts pooling as 1 per input element")
        for op in ("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool")},
     "upsample": Rule(_upsample, "counts upsampling as prod(size) or numel(x) (no per-output count)"),
     **zeros(("add", "mul", "sub", "div", "scale"), "does not see +, *, -, / (Python operators are not patched)"),
     "embedding": Rule(lambda v, c: 0, "does not count Embedding (patched to 0)"),
-    **zeros(("mean", "concat", "channel_shuffle", "parameter"), "does not count it (not patched)"),
+    **zeros(("mean", "concat", "channel_shuffle", "parameter", "constant", "pad", "pixel_shuffle"),
+            "does not count it (not patched)"),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
              "split", "chunk", "crop", "opaque"), "views and no-ops: nothing to count"),
     **not_modelled(LLM, "calflops"),

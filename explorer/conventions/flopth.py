@@ -87,10 +87,10 @@ TABLE = {
     "upsample": Rule(lambda v, c: v.n * math.prod(v.y[2:]), "counts upsampling as N·Ho·Wo (channels dropped)"),
     "attention": Rule(lambda v, c: 0, "does not see nn.MultiheadAttention (not a leaf; its out_proj leaf is "
                       "never called)"),
-    **zeros(("silu", "softmax", "embedding"), _UNSUPPORTED),
+    **zeros(("silu", "mish", "softmax", "embedding", "pad", "pixel_shuffle"), _UNSUPPORTED),
     **zeros(("dropout", "identity"), "counts Dropout and Identity as 0"),
     **zeros(("matmul", "add", "mul", "sub", "div", "scale", "mean"), "does not see tensor arithmetic (no module)"),
-    **zeros(("concat", "channel_shuffle", "parameter", "flatten", "reshape", "permute", "transpose", "expand",
+    **zeros(("concat", "channel_shuffle", "parameter", "constant", "flatten", "reshape", "permute", "transpose", "expand",
              "select", "slice", "split", "chunk", "crop", "opaque"), "copies and views: nothing to count"),
     **not_modelled(LLM, "flopth"),
 }

@@ -26,8 +26,9 @@ from explorer.conventions.base import (
 _UNSUPPORTED = "does not count it (no handle: listed by unsupported_ops())"
 
 
-def _upsample_key(v: View) -> str:
-    return "upsample_bilinear2d" if v.a("mode") == "bilinear" else "upsample_nearest2d"
+def _upsample_key(v: View) -> str | None:
+    """upsample_nearest2d and upsample_bilinear2d have handles; aten::upsample_bicubic2d has none."""
+    return {"bilinear": "upsample_bilinear2d", "nearest": "upsample_nearest2d"}.get(str(v.a("mode")))
 
 
 def _norm(affine: int, plain: int) -> Formula:
@@ -52,15 +53,16 @@ TABLE = {
     "groupnorm": Rule(_norm(5, 4), "counts GroupNorm as 5 ops per element (4 without affine)", "group_norm"),
     "adaptive_avgpool": per_element(1, "counts adaptive average pooling as 1 per input element",
                                     key="adaptive_avg_pool2d"),
-    "upsample": Rule(lambda v, c: v.numel_y * (4 if v.a("mode") == "bilinear" else 1),
-                     "counts upsampling as 1 per output element (4 bilinear)", _upsample_key),
+    "upsample": Rule(lambda v, c: v.numel_y * {"nearest": 1, "bilinear": 4}.get(str(v.a("mode")), 0),
+                     "counts upsampling as 1 per output element (4 bilinear; bicubic has no handle: 0)",
+                     _upsample_key),
     "relu": Rule(lambda v, c: 0, "does not count ReLU (aten::relu is in _IGNORED_OPS)"),
-    **zeros(("relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "softmax"),
+    **zeros(("relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "mish", "softmax"),
             "does not count activations (no handle: unsupported_ops())"),
     **zeros(("maxpool", "avgpool", "adaptive_maxpool", "mean"), "does not count this pooling (no handle)"),
     **zeros(("add", "mul", "sub", "div", "scale"), "does not count element-wise arithmetic (aten::add/mul: no handle)"),
     "embedding": Rule(lambda v, c: 0, _UNSUPPORTED),
-    **zeros(("concat", "channel_shuffle", "parameter", "identity", "dropout", "flatten", "reshape", "permute",
+    **zeros(("concat", "channel_shuffle", "parameter", "constant", "pad", "pixel_shuffle", "identity", "dropout", "flatten", "reshape", "permute",
              "transpose", "expand", "select", "slice", "split", "chunk", "crop", "opaque"),
             "copies, views and no-ops: nothing to count (_IGNORED_OPS)"),
     **not_modelled(LLM, "fvcore"),

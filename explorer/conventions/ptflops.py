@@ -82,13 +82,14 @@ TABLE = {
     "leaky_relu": Rule(lambda v, c: (v.numel_y, 0), "counts LeakyReLU as 1 per element"),
     "silu": Rule(lambda v, c: (0, v.numel_x), "counts SiLU as 1 per element (patched F.silu)"),
     "softmax": Rule(lambda v, c: (0, v.numel_x), "counts Softmax as 1 per element (patched F.softmax)"),
-    **zeros(("sigmoid", "tanh", "hardsigmoid", "hardswish"), "does not count this activation (no hook, no patch)"),
+    **zeros(("sigmoid", "tanh", "hardsigmoid", "hardswish", "mish"), "does not count this activation (no hook, no patch)"),
     **{op: _twice("counts pooling as 1 per input element, twice for a module (hook + patched F.*pool*)")
        for op in ("maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool")},
     "upsample": Rule(_upsample, "counts upsampling per output element: module hook on the first sample "
                      "+ patched F.interpolate"),
     **zeros(("add", "mul", "sub", "div", "scale"), "does not see +, *, -, / (Python operators are not patched)"),
-    **zeros(("mean", "embedding", "concat", "channel_shuffle", "parameter"), "does not count it (not mapped)"),
+    **zeros(("mean", "embedding", "concat", "channel_shuffle", "parameter", "constant", "pad", "pixel_shuffle"),
+            "does not count it (not mapped)"),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
              "split", "chunk", "crop", "opaque"), "views and no-ops: nothing to count"),
     **not_modelled(LLM, "ptflops"),

@@ -100,7 +100,7 @@ _UNREGISTERED = "counts 0: the TF op has no flops registration"
 TABLE = {
     "conv2d": Rule(_conv, "counts Conv2D/DepthwiseConv2dNative as 2 FLOPs per MAC, plus 1 per output for "
                    "BiasAdd"),
-    **not_modelled(("conv1d", "conv3d"), "tf-profiler"),
+    **not_modelled(("conv1d", "conv3d", "mish"), "tf-profiler"),
     "conv_transpose2d": Rule(_conv_transpose, "counts Conv2DBackpropInput as 2·numel(y)·kh·kw·Cin/(sh·sw), "
                              "plus 1 per output for BiasAdd"),
     "linear": Rule(_dense, "counts Dense as MatMul 2·K per output, plus 1 per output for BiasAdd"),
@@ -128,7 +128,8 @@ TABLE = {
                      "counts UpSampling2D as 2 (nearest: two scalar Mul in ops.repeat) or 0 (ResizeBilinear)"),
     **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "adaptive_maxpool", "embedding"), _UNREGISTERED),
     **zeros(("identity", "dropout", "flatten", "reshape", "permute", "transpose", "expand", "select", "slice",
-             "split", "chunk", "crop", "opaque", "concat", "channel_shuffle", "parameter"),
+             "split", "chunk", "crop", "opaque", "concat", "channel_shuffle", "parameter", "constant", "pad",
+             "pixel_shuffle"),
             "copies, views and constants: no FLOPs registered"),
     **not_modelled(LLM, "tf-profiler"),
 }

@@ -62,9 +62,11 @@ TABLE = {
                      "counts upsampling as 1 per output element (11 bilinear)"),
     **zeros(("relu", "relu6", "maxpool", "adaptive_maxpool", "dropout"), _ZERO_OPS),
     "leaky_relu": Rule(lambda v, c: 0, "does not count LeakyReLU (count_relu returns 0)"),
-    **zeros(("sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "embedding"), _NOT_REGISTERED),
+    **zeros(("sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "mish", "embedding"), _NOT_REGISTERED),
+    "pad": Rule(lambda v, c: 0, "does not count padding (nn.ZeroPad2d is zero_ops; other pads have no hook)"),
+    "pixel_shuffle": Rule(lambda v, c: 0, "does not count nn.PixelShuffle (zero_ops)"),
     **zeros(("add", "mul", "sub", "div", "scale", "mean"), "does not see tensor arithmetic (no module)"),
-    **zeros(("concat", "channel_shuffle", "parameter", "identity", "flatten", "reshape", "permute", "transpose",
+    **zeros(("concat", "channel_shuffle", "parameter", "constant", "identity", "flatten", "reshape", "permute", "transpose",
              "expand", "select", "slice", "split", "chunk", "crop", "opaque"), "copies, views and no-ops: nothing to count"),
     **not_modelled(LLM, "thop"),
 }

@@ -61,7 +61,7 @@ TABLE = {
     **zeros(POOLING,
             "does not count pooling (no parameters)"),
     **zeros(ELEMENTWISE, "does not count element-wise arithmetic (no parameters)"),
-    **zeros(("concat", "channel_shuffle", "parameter"), _NO_PARAMS),
+    **zeros(("concat", "channel_shuffle", "parameter", "constant", "pad", "pixel_shuffle"), _NO_PARAMS),
     **zeros(VIEWS, "views and no-ops: nothing to count"),
     **not_modelled(LLM, "torchinfo"),
 }

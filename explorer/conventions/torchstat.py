@@ -60,9 +60,10 @@ FLOPS = {
     "upsample": Rule(lambda v, c: v.x[0] * math.prod(v.y[2:]), "counts upsampling as N·Ho·Wo (channels dropped)"),
     "attention": Rule(lambda v, c: 0, "does not see nn.MultiheadAttention (not a leaf module)"),
     **zeros(("matmul", "add", "mul", "sub", "div", "scale", "mean"), "does not see tensor arithmetic (no module)"),
-    **zeros(("layernorm", "groupnorm", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "softmax",
+    **zeros(("layernorm", "groupnorm", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "mish", "softmax",
+             "pad", "pixel_shuffle",
              "adaptive_avgpool", "adaptive_maxpool", "embedding", "identity", "dropout", "flatten"), _UNSUPPORTED),
-    **zeros(("concat", "channel_shuffle", "parameter", "reshape", "permute", "transpose", "expand", "select",
+    **zeros(("concat", "channel_shuffle", "parameter", "constant", "reshape", "permute", "transpose", "expand", "select",
              "slice", "split", "chunk", "crop", "opaque"), "copies and views: nothing to count"),
     **not_modelled(LLM, "torchstat"),
 }

@@ -51,7 +51,8 @@ TABLE = {
     **{op: Rule(_affine, "lists a norm with its affine weight and bias (running statistics are buffers)")
        for op in ("batchnorm", "layernorm", "groupnorm")},
     "attention": Rule(_attention, "raises on nn.MultiheadAttention's (output, None)"),
-    **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu",
+    **zeros(("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "mish",
+             "pad", "pixel_shuffle",
              "softmax", "maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "upsample", "dropout",
              "identity"), "lists modules without weight as 0 params"),
     **zeros(("matmul", "add", "mul", "sub", "div", "scale", "mean", "concat", "channel_shuffle", "flatten",
@@ -59,6 +60,7 @@ TABLE = {
             _NOT_A_MODULE),
     "parameter": Rule(lambda v, c: 0, "does not count a bare nn.Parameter of the model (only module "
                       "weight and bias)"),
+    "constant": Rule(lambda v, c: 0, "does not list a buffer (no module, no weight)"),
     **not_modelled(LLM, "torchsummary"),
 }
 

@@ -51,7 +51,7 @@ KERNEL_CLASSES: dict[str, str] = {
     "maxpool": "max pooling (windowed or global)",
     "pooling": "average pooling, global average pooling, reductions, upsampling",
     "softmax": "softmax over an axis",
-    "data": "copies: concat, channel shuffle, materialized permutes",
+    "data": "copies: concat, channel shuffle, pad, pixel shuffle, materialized permutes",
     "embedding": "embedding gather",
     "view": "views and no-ops: no data moved (a framework call in eager mode, free when fused)",
 }
@@ -98,7 +98,7 @@ CLASSIFY: dict[str, Callable[[Layer], str]] = {
     "linear": _const("matmul"), "matmul": _const("matmul"),
     "attention": _const("attention"),
     **{a: _const("elementwise") for a in ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu",
-                                          "hardsigmoid", "hardswish", "gelu", "add", "mul", "sub", "div",
+                                          "hardsigmoid", "hardswish", "gelu", "mish", "add", "mul", "sub", "div",
                                           "scale")},
     "softmax": _const("softmax"),
     **{n: _const("norm") for n in ("batchnorm", "layernorm", "groupnorm", "rmsnorm")},
@@ -106,8 +106,9 @@ CLASSIFY: dict[str, Callable[[Layer], str]] = {
     "maxpool": _const("maxpool"), "adaptive_maxpool": _const("maxpool"),
     **{p: _const("pooling") for p in ("avgpool", "adaptive_avgpool", "mean", "upsample")},
     **{v: _const("view") for v in ("identity", "dropout", "flatten", "reshape", "permute", "transpose",
-                                   "expand", "select", "slice", "split", "chunk", "crop", "parameter")},
-    "concat": _const("data"), "channel_shuffle": _const("data"),
+                                   "expand", "select", "slice", "split", "chunk", "crop", "parameter",
+                                   "constant")},
+    **{d: _const("data") for d in ("concat", "channel_shuffle", "pad", "pixel_shuffle")},
     "opaque": _const("view"),  # an explicit zero-cost placeholder (explorer import --allow-unknown)
     "embedding": _const("embedding"),
 }
@@ -115,7 +116,7 @@ CLASSIFY: dict[str, Callable[[Layer], str]] = {
 # fusion roles (fused mode)
 ANCHORS = {"conv_stem", "conv_dense", "conv_pointwise", "conv_depthwise", "conv_depthwise_strided",
            "conv_grouped", "conv_transpose", "matmul", "norm"}
-EPILOGUE_OPS = {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu",
+EPILOGUE_OPS = {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardsigmoid", "hardswish", "gelu", "mish",
                 "add", "mul", "sub", "div", "scale", "dropout", "identity"}
 FOLDABLE = {"batchnorm"}  # folded into a preceding conv/linear's weights at inference
 

@@ -18,6 +18,7 @@ PER_ELEMENT = {
     "hardsigmoid": 4,  # min(max(x + 3, 0), 6) / 6
     "hardswish": 5,  # x * hardsigmoid(x)
     "gelu": 5,  # 0.5 x (1 + erf(x / sqrt 2)): div, erf, add, mul, mul
+    "mish": 5,  # x * tanh(softplus(x)), softplus = log(1 + exp(x)): exp, add, log, tanh, mul
 }
 GELU_TANH = 9  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 
@@ -30,8 +31,14 @@ def _elementwise(per: int) -> Callable[[OpCall], OpResult]:  # factory: handlers
 
 
 for _name, _per in PER_ELEMENT.items():
-    if _name != "gelu":
+    if _name not in ("gelu", "leaky_relu"):
         op(_name, "activation", doc=f"{_name}: {_per} FLOP(s) per element")(_elementwise(_per))
+
+
+@op("leaky_relu", "activation", {"negative_slope": Attr(0.01, doc="slope for x < 0 (torch's default 0.01)")})
+def leaky_relu(call: OpCall) -> OpResult:
+    """LeakyReLU: x if x >= 0 else slope·x, 2 FLOPs per element (compare, multiply) whatever the slope."""
+    return OpResult([call.x], Cost(flops=PER_ELEMENT["leaky_relu"] * numel(call.x)))
 
 
 @op("gelu", "activation", {"approximate": Attr("none", "str", choices=("none", "tanh"))})

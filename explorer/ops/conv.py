@@ -42,7 +42,7 @@ def per_dim(value: object, d: int, what: str) -> tuple[sympy.Expr, ...]:
     """An int-or-list attribute (kernel, stride...) as one value per spatial dim."""
     if isinstance(value, tuple):
         if len(value) != d:
-            raise SpecError(f"{what}: expected one value or {d}, got {len(value)}")
+            raise SpecError(f"{what}: expected one value or one per spatial dim ({d}), got {len(value)}")
         return value
     return (value,) * d
 

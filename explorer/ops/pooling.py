@@ -110,10 +110,15 @@ def mean(call: OpCall) -> OpResult:
     return OpResult([out], Cost(flops=numel(call.x)))
 
 
+# FLOPs per output: a weighted sum of the neighbours (k mul + k - 1 add); the interpolation weights
+# depend only on the output's row and column and are not counted (docs/ops.md)
+UPSAMPLE_FLOPS = {"nearest": 0, "bilinear": 7, "bicubic": 31}  # 1, 2 x 2 and 4 x 4 neighbours
+
+
 @op("upsample", "pooling", {"scale": Attr(None, check="positive"), "size": Attr(None, "exprs", check="pos_int"),
-                            "mode": Attr("nearest", "str", choices=("nearest", "bilinear"))})
+                            "mode": Attr("nearest", "str", choices=tuple(UPSAMPLE_FLOPS))})
 def upsample(call: OpCall) -> OpResult:
-    """Upsampling of [N, C, H, W]: nearest copies (0 FLOPs); bilinear 7 FLOPs per output."""
+    """Upsampling of [N, C, H, W]: nearest copies (0 FLOPs); bilinear 7, bicubic 31 FLOPs per output."""
     call.require_rank(4)
     n, c, h, w = call.x
     if (call["scale"] is None) == (call["size"] is None):
@@ -123,5 +128,4 @@ def upsample(call: OpCall) -> OpResult:
     else:
         ho, wo = pair(call["size"])
     out = (n, c, ho, wo)
-    per = 0 if call["mode"] == "nearest" else 7  # 4 weighted neighbours: 4 mul + 3 add
-    return OpResult([out], Cost(flops=per * numel(out)))
+    return OpResult([out], Cost(flops=UPSAMPLE_FLOPS[call["mode"]] * numel(out)))

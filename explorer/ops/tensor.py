@@ -177,3 +177,59 @@ def crop(call: OpCall) -> OpResult:
         if call.check(sympy.Max(have - want, -1), -1) is True or (have - want).is_negative:
             raise SpecError(f"cannot crop {fmt_shape(call.x)} to {list(size)}: the crop is larger")
     return OpResult([(*call.x[:2], *size)], VIEW)
+
+
+@op("constant", "data", {"shape": Attr(REQUIRED, "shape", check="pos_int")}, inputs=(0, 0))
+def constant(call: OpCall) -> OpResult:
+    """A tensor the model holds but does not learn (a registered buffer: an attention mask, anchors,
+    a fixed positional table): buffers, no params, no arithmetic; its readers read it."""
+    shape = tuple(call["shape"])
+    return OpResult([shape], Cost(buffers=numel(shape), moves_data=False))
+
+
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+@op("pad", "data", {"padding": Attr(REQUIRED, "exprs", doc="before and after each padded dim, last dim first "
+                                    "(torch.nn.functional.pad): [left, right] or [left, right, top, bottom] ...",
+                                    check="int"),
+                    "mode": Attr("constant", "str", choices=PAD_MODES),
+                    "value": Attr(0, doc="fill value of the constant mode")})
+def pad(call: OpCall) -> OpResult:
+    """Padding as torch.nn.functional.pad: a copy into a larger tensor, no arithmetic."""
+    padding = call["padding"] if isinstance(call["padding"], tuple) else (call["padding"],)
+    rank, mode = len(call.x), call["mode"]
+    if len(padding) % 2 or not 2 <= len(padding) <= 2 * rank:
+        raise SpecError(f"padding takes two values (before, after) per padded dim, last dim first, at most "
+                        f"{2 * rank} for a rank-{rank} input, got {len(padding)}: {list(padding)}")
+    dims = len(padding) // 2
+    if mode != "constant" and not (dims <= 3 and rank in (dims + 1, dims + 2)):
+        raise SpecError(f"{mode} padding of {dims} dim(s) needs an input of rank {dims + 1} or {dims + 2} "
+                        f"(torch pads the last 1 to 3 dims), got shape {fmt_shape(call.x)}")
+    out = list(call.x)
+    for k in range(dims):
+        axis = rank - 1 - k
+        before, after = padding[2 * k], padding[2 * k + 1]
+        size = call.x[axis]
+        if mode == "reflect" and (call.check(sympy.Max(before, after, size - 1), size - 1) is False):
+            raise SpecError(f"reflect padding must be smaller than the padded dim: {before}, {after} for size {size} "
+                            f"(axis {axis})")
+        if mode == "circular" and call.check(sympy.Max(before, after, size), size) is False:
+            raise SpecError(f"circular padding must be at most the padded dim: {before}, {after} for size {size} "
+                            f"(axis {axis})")
+        if mode != "constant" and any(getattr(p, "is_negative", False) for p in (before, after)):
+            raise SpecError(f"{mode} padding cannot be negative, got {before}, {after} (axis {axis})")
+        out[axis] = size + before + after
+    return OpResult([tuple(out)], COPY)
+
+
+@op("pixel_shuffle", "data", {"factor": Attr(REQUIRED, doc="upscale factor r", check="pos_int")})
+def pixel_shuffle(call: OpCall) -> OpResult:
+    """torch.nn.PixelShuffle: [N, C·r², H, W] -> [N, C, H·r, W·r], a permuting copy, no arithmetic."""
+    call.require_rank(4)
+    n, c, h, w = call.x
+    r = call["factor"]
+    if call.check(sympy.Mod(c, r * r), sympy.Integer(0)) is False:
+        raise SpecError(f"pixel_shuffle with factor {r} needs channels divisible by {r * r}, got {c} "
+                        f"(shape {fmt_shape(call.x)})")
+    return OpResult([(n, c / (r * r), h * r, w * r)], COPY)

@@ -1,4 +1,4 @@
-"""Activations: the torch.nn module of the same name (leaky_relu at torch's default slope 0.01)."""
+"""Activations: the torch.nn module of the same name."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from explorer.graph import Layer
 
 MODULES: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "relu6": nn.ReLU6, "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-    "silu": nn.SiLU, "hardsigmoid": nn.Hardsigmoid, "hardswish": nn.Hardswish,
+    "relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "silu": nn.SiLU,
+    "hardsigmoid": nn.Hardsigmoid, "hardswish": nn.Hardswish, "mish": nn.Mish,
 }
 
 
@@ -22,6 +22,11 @@ def _plain(layer: Layer) -> nn.Module:
 
 
 torch_op(*MODULES)(_plain)
+
+
+@torch_op("leaky_relu")
+def leaky_relu(layer: Layer) -> nn.Module:
+    return nn.LeakyReLU(negative_slope=float(layer.attrs["negative_slope"]))
 
 
 @torch_op("gelu")

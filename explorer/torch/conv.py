@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from explorer.graph import Layer
 
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CONV: dict[int, Any] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def _per_dim(value: Any, d: int) -> tuple[int, ...]:
@@ -24,9 +24,10 @@ def _per_dim(value: Any, d: int) -> tuple[int, ...]:
 def conv(layer: Layer) -> nn.Module:
     a, d = layer.attrs, len(layer.in_shapes[0]) - 2
     padding = a["padding"] if a["padding"] in ("same", "valid") else _per_dim(a["padding"], d)
-    return _CONV[d](as_int(layer.in_shapes[0][1]), as_int(a["out"]), _per_dim(a["kernel"], d),
-                    _per_dim(a["stride"], d), padding, _per_dim(a["dilation"], d), as_int(a["groups"]),
-                    bias=bool(a["bias"]))
+    module: nn.Module = _CONV[d](as_int(layer.in_shapes[0][1]), as_int(a["out"]), _per_dim(a["kernel"], d),
+                                 _per_dim(a["stride"], d), padding, _per_dim(a["dilation"], d), as_int(a["groups"]),
+                                 bias=bool(a["bias"]))
+    return module
 
 
 @torch_op("conv_transpose2d")

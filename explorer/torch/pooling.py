@@ -1,10 +1,9 @@
-"""Pooling and resampling: nn.MaxPool2d, nn.AvgPool2d, adaptive pools, mean, F.interpolate."""
+"""Pooling and resampling: nn.MaxPool2d, nn.AvgPool2d, adaptive pools, mean, nn.Upsample."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch.nn.functional as F
 from torch import nn
 
 from explorer.torch.base import Fn
@@ -52,8 +51,9 @@ def mean(layer: Layer) -> nn.Module:
 
 @torch_op("upsample")
 def upsample(layer: Layer) -> nn.Module:
-    """The output size is taken from the inferred shape (floor(H * scale) for a scale)."""
-    size, mode = dims(layer.shape[2:]), str(layer.attrs["mode"])
-    if mode == "nearest":
-        return Fn(lambda x: F.interpolate(x, size=size, mode="nearest"), f"size={size}, mode=nearest")
-    return Fn(lambda x: F.interpolate(x, size=size, mode=mode, align_corners=False), f"size={size}, mode={mode}")
+    """nn.Upsample with the spec's scale (floor(H * scale), as the spec infers) or size."""
+    mode, scale = str(layer.attrs["mode"]), layer.attrs["scale"]
+    corners = None if mode == "nearest" else False
+    if scale is not None:
+        return nn.Upsample(scale_factor=float(scale), mode=mode, align_corners=corners)
+    return nn.Upsample(size=dims(layer.shape[2:]), mode=mode, align_corners=corners)

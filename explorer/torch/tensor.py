@@ -6,9 +6,10 @@ Shapes that a spec gives with -1 or variables are taken from the inferred output
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from explorer.torch.base import Fn
@@ -125,3 +126,46 @@ def crop(layer: Layer) -> nn.Module:
     (h, w), (oh, ow) = dims(layer.in_shapes[0][2:]), dims(layer.shape[2:])
     top, left = (h - oh) // 2, (w - ow) // 2
     return Fn(lambda x: x[:, :, top:top + oh, left:left + ow], f"size=[{oh}, {ow}], offset=[{top}, {left}]")
+
+
+class Constant(nn.Module):
+    """A registered buffer, returned as it is (zeros: its values never change a count)."""
+
+    value: torch.Tensor
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("value", torch.zeros(shape))
+
+    def forward(self) -> torch.Tensor:
+        return self.value
+
+
+@torch_op("constant")
+def constant(layer: Layer) -> nn.Module:
+    return Constant(dims(layer.shape))
+
+
+_PADS: dict[str, dict[int, Any]] = {
+    "constant": {1: nn.ConstantPad1d, 2: nn.ConstantPad2d, 3: nn.ConstantPad3d},
+    "reflect": {1: nn.ReflectionPad1d, 2: nn.ReflectionPad2d, 3: nn.ReflectionPad3d},
+    "replicate": {1: nn.ReplicationPad1d, 2: nn.ReplicationPad2d, 3: nn.ReplicationPad3d},
+    "circular": {1: nn.CircularPad1d, 2: nn.CircularPad2d, 3: nn.CircularPad3d},
+}
+
+
+@torch_op("pad")
+def pad(layer: Layer) -> nn.Module:
+    """torch's padding module for the mode and the number of padded dims (F.pad beyond three)."""
+    a = layer.attrs
+    padding = tuple(int(p) for p in (a["padding"] if isinstance(a["padding"], tuple) else (a["padding"],)))
+    mode, value = str(a["mode"]), float(a["value"])
+    cls = _PADS[mode].get(len(padding) // 2)
+    if cls is None:
+        return Fn(lambda x: F.pad(x, padding, mode=mode, value=value), f"padding={list(padding)}, mode={mode}")
+    return cls(padding, value) if mode == "constant" else cls(padding)  # type: ignore[no-any-return]
+
+
+@torch_op("pixel_shuffle")
+def pixel_shuffle(layer: Layer) -> nn.Module:
+    return nn.PixelShuffle(as_int(layer.attrs["factor"]))
