@@ -379,6 +379,35 @@ def test_allow_unknown_writes_listed_placeholders(run: Any, tmp_path: Path, fixt
     assert [r.op for r in a.layers].count("opaque") == 3
 
 
+def test_new_ops_import_exactly(fixtures: None) -> None:
+    """conv1d/conv3d, pixel_shuffle, pad (reflect, zero, replicate), bicubic and nearest upsample, a
+    buffer (constant), mish and leaky_relu's slope: the model's params and FlopCounterMode's count, at
+    two batch sizes; the spec's bridge gives the model's output shape."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from explorer.torch import to_module
+
+    import import_models  # tests/data, put on the path by the fixture
+
+    result = import_model("import_models:new_ops", inputs=[("x", (1, 4, 4, 4))], dynamic=["batch"])
+    for line in ("op: conv1d", "op: conv3d", "op: pixel_shuffle, factor: 2", "padding: [1, 1, 1, 1], mode: reflect",
+                 "op: pad, padding: [1, 2, 0, 1]}", "mode: replicate", "op: upsample, scale: 2, mode: bicubic",
+                 "op: constant", "op: mish", "negative_slope: 0.2"):
+        assert line in result.text, line
+    s = explorer.loads_spec(result.text, path="new_ops.yaml")
+    model = import_models.new_ops().eval()
+    for batch in (1, 3):
+        x = torch.randn(batch, 4, 4, 4)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            expected = model(x)
+        a = explorer.analyze(s, {"batch": batch})
+        assert a.totals["params"] == sum(p.numel() for p in model.parameters())
+        assert 2 * a.totals["macs"] == counter.get_total_flops() > 0
+        bridge = to_module(s, {"batch": batch})
+        with torch.no_grad():
+            assert bridge.module(*bridge.inputs).shape == expected.shape
+
+
 def test_unused_parameters_are_kept(fixtures: None) -> None:
     result = import_model("import_models:with_unused", inputs=[("x", (1, 3, 2, 2))], dynamic=["batch"])
     a = explorer.analyze(explorer.loads_spec(result.text))

@@ -66,11 +66,11 @@ def pair(value: Any) -> int | list[int]:
     return vals
 
 
-@aten("conv2d")
-def conv2d(ctx: Context, a: Sequence[Any]) -> Emit | None:
+@aten("conv1d", "conv2d", "conv3d")
+def conv(ctx: Context, a: Sequence[Any]) -> Emit | None:
     w = ctx.weight(a[1])
     bias = _arg(a, 2, None)
-    if w is None or len(w) != 4:
+    if w is None or len(w) not in (3, 4, 5):
         return None
     if bias is not None:
         ctx.weight(bias)
@@ -79,7 +79,7 @@ def conv2d(ctx: Context, a: Sequence[Any]) -> Emit | None:
                              "padding": padding if isinstance(padding, str) else pair(padding),
                              "dilation": pair(_arg(a, 5, 1)), "groups": int(_arg(a, 6, 1)), "bias": bias is not None}
     defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
-    return Emit("conv2d", [ctx.ref(a[0])], trim(attrs, defaults))
+    return Emit(f"conv{len(w) - 2}d", [ctx.ref(a[0])], trim(attrs, defaults))
 
 
 @aten("linear")
@@ -121,7 +121,7 @@ def _unary(op: str) -> Handler:
 
 
 for _name, _op in (("relu", "relu"), ("relu6", "relu6"), ("sigmoid", "sigmoid"), ("tanh", "tanh"),
-                   ("silu", "silu"), ("hardswish", "hardswish"), ("hardsigmoid", "hardsigmoid")):
+                   ("silu", "silu"), ("hardswish", "hardswish"), ("hardsigmoid", "hardsigmoid"), ("mish", "mish")):
     aten(_name)(_unary(_op))
 
 
@@ -135,7 +135,51 @@ def hardtanh(ctx: Context, a: Sequence[Any]) -> Emit | None:
 
 @aten("leaky_relu")
 def leaky_relu(ctx: Context, a: Sequence[Any]) -> Emit | None:
-    return Emit("leaky_relu", [ctx.ref(a[0])])
+    slope = float(_arg(a, 1, 0.01))
+    return Emit("leaky_relu", [ctx.ref(a[0])], trim({"negative_slope": slope}, {"negative_slope": 0.01}))
+
+
+@aten("pixel_shuffle")
+def pixel_shuffle(ctx: Context, a: Sequence[Any]) -> Emit | None:
+    return Emit("pixel_shuffle", [ctx.ref(a[0])], {"factor": int(a[1])})
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+@aten("pad", "constant_pad_nd")
+def pad(ctx: Context, a: Sequence[Any]) -> Emit | None:
+    """F.pad (aten.pad: input, pad, mode, value) and aten.constant_pad_nd (input, pad, value)."""
+    constant_nd = not isinstance(_arg(a, 2, "constant"), str)
+    mode = "constant" if constant_nd else str(_arg(a, 2, "constant"))
+    value = _arg(a, 2 if constant_nd else 3, None)
+    if mode not in _PAD_MODES:
+        return None
+    attrs: dict[str, Any] = {"padding": [ctx.dim(p) for p in a[1]], "mode": mode,
+                             "value": 0 if value is None else float(value)}
+    return Emit("pad", [ctx.ref(a[0])], trim(attrs, {"mode": "constant", "value": 0}))
+
+
+def _upsample(mode: str) -> Handler:
+    """aten.upsample_*2d.vec (input, output_size, [align_corners,] scale_factors): a scale when both
+    factors agree, else the traced output size."""
+    def handler(ctx: Context, a: Sequence[Any]) -> Emit | None:
+        scales = a[-1]
+        if isinstance(scales, (list, tuple)) and len(scales) == 2 and scales[0] == scales[1]:
+            factor = float(scales[0])
+            attrs: dict[str, Any] = {"scale": int(factor) if factor.is_integer() else factor}
+        else:
+            size = [ctx.dim(v) for v in ctx.out()[2:]]
+            attrs = {"size": size[0] if size[0] == size[1] else size}
+        attrs["mode"] = mode
+        return Emit("upsample", [ctx.ref(a[0])], trim(attrs, {"mode": "nearest"}))
+
+    return handler
+
+
+aten("upsample_nearest2d")(_upsample("nearest"))
+aten("upsample_bilinear2d")(_upsample("bilinear"))
+aten("upsample_bicubic2d")(_upsample("bicubic"))
 
 
 @aten("gelu")

@@ -149,6 +149,7 @@ class _Walker:
         self.names = Names()
         self.refs: dict[str, str] = {}  # fx node name -> layer name
         self.params: dict[str, str] = {}  # fx placeholder name -> state-dict key (parameters)
+        self.buffers: dict[str, str] = {}  # fx placeholder name -> state-dict key (buffers read as tensors)
         self.used: set[str] = set()
         self.nodes: list[Node] = []
         self.unknown_at: dict[str, list[str]] = {}
@@ -164,6 +165,7 @@ class _Walker:
     def run(self, source: str) -> Graph:
         sig = self.program.graph_signature
         self.params = {**sig.inputs_to_parameters}
+        self.buffers = {**sig.inputs_to_buffers}
         graph_inputs = self._graph_inputs()
         groups = self._mha_groups()
         done: set[str] = set()
@@ -338,22 +340,24 @@ class _Walker:
     # -- the Context protocol for the handlers -----------------------------------------------------
 
     def ref(self, arg: Any, partner: Any = None) -> str:
-        if arg.name in self.params:
+        if arg.name in self.params or arg.name in self.buffers:
             return self._parameter(arg, partner)
         if arg.name not in self.refs:
             raise ExplorerError(f"import: tensor '{arg.name}' is used before it is defined")
         return self.refs[arg.name]
 
     def _parameter(self, arg: Any, partner: Any) -> str:
-        """A parameter read as a tensor becomes a ``parameter`` layer, placed before its consumer; a
-        dim it shares with the tensor it is combined with is written ``dim(that, k)``, so that a
-        positional embedding follows the token count."""
+        """A parameter read as a tensor becomes a ``parameter`` layer (a buffer a ``constant`` one),
+        placed before its consumer; a dim it shares with the tensor it is combined with is written
+        ``dim(that, k)``, so that a positional embedding follows the token count."""
         if arg.name in self.refs:
             return self.refs[arg.name]
-        key = self.params[arg.name]
+        op = "parameter" if arg.name in self.params else "constant"
+        key = self.params.get(arg.name) or self.buffers[arg.name]
         sizes = [int(s) for s in arg.meta["val"].shape]
         shape: list[Dim] = list(sizes)
-        if partner is not None and self.is_tensor(partner) and partner.name not in self.params:
+        if partner is not None and self.is_tensor(partner) and partner.name not in self.params \
+                and partner.name not in self.buffers:
             other = list(partner.meta["val"].shape)
             other_name = self.ref(partner)
             for k in range(1, min(len(sizes), len(other)) + 1):
@@ -361,7 +365,7 @@ class _Walker:
                     shape[-k] = f"dim({other_name}, {len(other) - k})"
         path = tuple(key.split(".")[:-1])
         name = self.names.make(*key.split("."))
-        self.nodes.append(Node(name, "parameter", [], {"shape": shape}, path, ()))
+        self.nodes.append(Node(name, op, [], {"shape": shape}, path, ()))
         self.refs[arg.name] = name
         self.used.add(arg.name)
         return name
