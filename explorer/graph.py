@@ -377,6 +377,19 @@ class _Builder:
         except ExplorerError:
             return None
 
+    def _bind(self, pname: str, value: Any, scope: _Scope, where: tuple[Any, ...],
+              params: dict[str, Any], raw: dict[str, Any]) -> None:
+        """Bind one block parameter, from an argument or its default, evaluated in ``scope``."""
+        if isinstance(value, str) and value.strip() in scope.raw:  # passed on from an outer block
+            raw[pname] = scope.raw[value.strip()]
+        elif isinstance(value, list):  # kernel: [1, 7]: each item in the caller's scope
+            raw[pname] = [_Evaluated(self._expr(v, scope, (*where, i))) for i, v in enumerate(value)]
+        elif isinstance(value, str) and value.strip().isidentifier() and value.strip() not in scope.names \
+                and value.strip() not in ex.FUNCTIONS:  # a choice word: padding: same
+            raw[pname] = value.strip()
+        else:
+            params[pname] = self._expr(value, scope, where)
+
     def _size(self, d: dict[str, Any], names: dict[str, Any], stack: frozenset[str]) -> int:
         """A lower bound of the nodes one instance of layer ``d`` adds (blocks memoized by arguments)."""
         bname = d.get("block")
@@ -481,22 +494,12 @@ class _Builder:
         raw: dict[str, Any] = {}
         for pname, default in block.params.items():
             if pname in args:
-                value = args[pname]
-                where = (*key, "args", pname)
-                if isinstance(value, str) and value.strip() in scope.raw:  # passed on from an outer block
-                    raw[pname] = scope.raw[value.strip()]
-                elif isinstance(value, list):  # kernel: [1, 7]: each item in the caller's scope
-                    raw[pname] = [_Evaluated(self._expr(v, scope, (*where, i))) for i, v in enumerate(value)]
-                elif isinstance(value, str) and value.strip().isidentifier() and value.strip() not in scope.names \
-                        and value.strip() not in ex.FUNCTIONS:  # a choice word: padding: same
-                    raw[pname] = value.strip()
-                else:
-                    params[pname] = self._expr(value, scope, where)
+                self._bind(pname, args[pname], scope, (*key, "args", pname), params, raw)
             elif default is None:
                 raise SpecError(f"block '{bname}' needs the argument '{pname}'")
             else:  # a default may use the block's earlier parameters: expand: "4 * squeeze"
-                params[pname] = self._expr(default, _Scope(scope.prefix, params, scope.tensors, scope.key),
-                                           ("blocks", bname, "params", pname))
+                self._bind(pname, default, _Scope(scope.prefix, params, scope.tensors, scope.key, raw=raw),
+                           ("blocks", bname, "params", pname), params, raw)
         for name, text in block.let.items():
             params[name] = self._expr(text, _Scope(scope.prefix, params, scope.tensors, scope.key),
                                       ("blocks", bname, "let", name))

@@ -205,6 +205,24 @@ def test_block_args_take_lists_words_and_earlier_params() -> None:
     assert a.layers[-1].output_shape == list(second(first(x)).shape)
 
 
+def test_block_param_defaults_take_lists_and_words() -> None:
+    """A default may be a list or a word, and a later default may name an earlier list: against torch."""
+    torch = pytest.importorskip("torch")
+    from explorer.analysis import analyze
+    from explorer.spec import load_spec
+
+    a = analyze(load_spec(DATA / "block_defaults.yaml"))
+    convs = [torch.nn.Conv2d(8, 8, (1, 7), padding=(0, 3)), torch.nn.Conv2d(8, 8, (1, 7), padding="same"),
+             torch.nn.Conv2d(8, 4, (7, 1), padding=(3, 0)), torch.nn.Conv2d(4, 4, (7, 1), padding="same")]
+    x = torch.randn(1, 8, 32, 32)
+    shapes = []
+    for conv in convs:
+        x = conv(x)
+        shapes.append(list(x.shape))
+    assert [r.output_shape for r in a.layers] == shapes
+    assert [r.metrics["params"] for r in a.layers] == [sum(p.numel() for p in c.parameters()) for c in convs]
+
+
 def test_let_clash_is_an_error(tmp_path) -> None:
     from explorer.errors import SpecError
     from explorer.spec import load_spec
