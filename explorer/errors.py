@@ -50,6 +50,8 @@ class SpecError(ExplorerError):
 class ExpressionError(SpecError):
     """An expression that is not allowed, or cannot be evaluated."""
 
+    unknown: str | None = None  # the name that was not found, when that is what went wrong
+
 
 class HardwareError(ExplorerError):
     """A problem in a hardware profile."""

@@ -166,7 +166,9 @@ class Scope:
         if name in _CONSTANTS:
             return _CONSTANTS[name]
         known = list(self.names) + list(self.extra)
-        raise ExpressionError(f"unknown name '{name}'{did_you_mean(name, known)}")
+        err = ExpressionError(f"unknown name '{name}'{did_you_mean(name, known)}")
+        err.unknown = name
+        raise err
 
 
 def as_expr(value: Any) -> Value:

@@ -681,6 +681,14 @@ class _Builder:
         try:
             return ex.parse(value, ex.Scope(scope.names, lambda n: self._shape(self._ref(n, scope, key, None))))
         except ExplorerError as exc:
+            name = getattr(exc, "unknown", None)
+            raw = scope.raw.get(name) if name else None
+            if isinstance(raw, str):  # a parameter bound to a word, used in arithmetic: name the word
+                exc = SpecError(f"block parameter '{name}' is the word '{raw}', which an expression cannot use"
+                                f"{did_you_mean(raw, scope.names)}")
+            elif raw is not None:
+                exc = SpecError(f"block parameter '{name}' is a list; only an attribute that takes a list "
+                                f"can use it, not an expression")
             raise exc.located(self.spec.path, self.spec.line(*key)) from None
 
     def node(self, path: str) -> Layer:
